@@ -1,0 +1,22 @@
+/** What a subcommand may touch of the outside world; passed in so tests can run commands in-process. */
+export interface CliIo {
+  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Exit codes shared by every subcommand: 0 verified/ok, 1 not verified, 2 bad usage or input. */
+export const ExitCode = { Ok: 0, NotVerified: 1, Usage: 2 } as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/**
+ * A failure the user can fix by changing what they typed or gave us (a flag, a file, a reference). The CLI prints
+ * its message and exits 2; anything else is a bug or an environment fault and is reported as such.
+ */
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
