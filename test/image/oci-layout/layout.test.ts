@@ -141,7 +141,7 @@ describe('OCI layout: source', () => {
     const image = await source.resolve(`oci:${dir}:v1`, { platform: amd64 });
     const descriptor = image.manifest.layers[0]!;
     const tampered = Buffer.from(layer.data);
-    tampered[tampered.length - 1] ^= 1;
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
     await writeFile(join(dir, 'blobs', 'sha256', descriptor.digest.slice(7)), tampered);
     const err = await rejection(readAll(await source.openBlob(image, descriptor)));
     expect(err.code).to.equal('DIGEST_MISMATCH');
