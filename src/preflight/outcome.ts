@@ -1,0 +1,63 @@
+import type { VerificationStage, VerificationStatus } from '../api/preflight.ts';
+
+/**
+ * What happens next to a module after a validation pass. The runner schedules on it; the offline check only
+ * reports it.
+ * - `final`: nothing but a change of the Module or of the resource changes this verdict (verified, no kernel
+ *   mapping, an invalid Module);
+ * - `retry`: a definite failure of something outside the Module (the image is absent, the module is not in it): it
+ *   is validated again on the retry interval, the seed's "next loop";
+ * - `backoff`: a transient error (registry unreachable, timeout): retried with backoff, reported as `Requeued`;
+ * - `waiting`: an asynchronous stage (a build or sign Job) is running and is observed again when it changes.
+ */
+export type Disposition = 'final' | 'retry' | 'backoff' | 'waiting';
+
+/** The verdict of one validation pass over one Module, in the seed's terms plus what the scheduler needs. */
+export interface StageOutcome {
+  readonly verificationStatus: VerificationStatus;
+  readonly verificationStage: VerificationStage;
+  readonly statusReason: string;
+  readonly disposition: Disposition;
+  /** True when asking again without any change cannot give another answer (`final` and `retry`). */
+  readonly definite: boolean;
+  /** The image that was checked last (the Module's image for the kernel, or what Build/Sign produced). */
+  readonly image?: string;
+  /** Digest of that image, when it resolved. */
+  readonly imageDigest?: string;
+}
+
+function outcome(
+  verificationStatus: VerificationStatus,
+  verificationStage: VerificationStage,
+  statusReason: string,
+  disposition: Disposition,
+  image?: { image?: string | undefined; imageDigest?: string | undefined },
+): StageOutcome {
+  return {
+    verificationStatus,
+    verificationStage,
+    statusReason,
+    disposition,
+    definite: disposition === 'final' || disposition === 'retry',
+    ...(image?.image === undefined ? {} : { image: image.image }),
+    ...(image?.imageDigest === undefined ? {} : { imageDigest: image.imageDigest }),
+  };
+}
+
+export const StageOutcomes = {
+  verified: (reason: string, image?: { image?: string; imageDigest?: string }): StageOutcome =>
+    outcome('True', 'Done', reason, 'final', image),
+  /** A failure no retry can change: only an edit of the Module or of the resource can. */
+  finalFailure: (reason: string): StageOutcome => outcome('False', 'Done', reason, 'final'),
+  /** A definite failure at `stage` that may change without an edit (an image pushed later): retried on interval. */
+  failedAt: (
+    stage: 'Image' | 'Build' | 'Sign',
+    reason: string,
+    image?: { image?: string; imageDigest?: string },
+  ): StageOutcome => outcome('False', stage, reason, 'retry', image),
+  /** A transient error: retried with backoff. */
+  requeued: (reason: string): StageOutcome => outcome('False', 'Requeued', reason, 'backoff'),
+  /** An asynchronous stage is under way. */
+  waiting: (stage: 'Build' | 'Sign', reason: string): StageOutcome =>
+    outcome('False', stage, reason, 'waiting'),
+} as const;
