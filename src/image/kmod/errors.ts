@@ -1,0 +1,21 @@
+/**
+ * Why a file that sits where a kernel module should is not a module the kernel would load. Each code is a definite
+ * property of the bytes: reading them again gives the same answer.
+ */
+export type KmodErrorCode =
+  | 'NOT_ELF'
+  | 'NOT_RELOCATABLE'
+  | 'TRUNCATED'
+  | 'NO_MODINFO'
+  | 'BAD_SIGNATURE'
+  | 'BAD_COMPRESSION'
+  | 'BAD_MODULES_DEP';
+
+export class KmodError extends Error {
+  readonly code: KmodErrorCode;
+  constructor(code: KmodErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'KmodError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,71 @@
+import type { LayerRecord } from './layer-reader.ts';
+
+/**
+ * What each layer digest taught us, kept in least-recently-used order within a byte budget, so images that share
+ * layers (or one image checked by many Modules) cost one download. Concurrent reads of one layer share one read.
+ * A layer is content-addressed, so a record never goes stale.
+ */
+export class LayerCache {
+  readonly #maxBytes: number;
+  readonly #records = new Map<string, { record: LayerRecord; bytes: number }>();
+  readonly #inFlight = new Map<string, Promise<LayerRecord>>();
+  #bytes = 0;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  get(digest: string): LayerRecord | undefined {
+    const hit = this.#records.get(digest);
+    if (!hit) return undefined;
+    this.#records.delete(digest);
+    this.#records.set(digest, hit);
+    return hit.record;
+  }
+
+  /** The read of `digest` in progress, if any. */
+  pending(digest: string): Promise<LayerRecord> | undefined {
+    return this.#inFlight.get(digest);
+  }
+
+  /** Runs `read` unless one for the same digest is running; caches what it returns. */
+  async read(digest: string, read: () => Promise<LayerRecord>): Promise<LayerRecord> {
+    const running = this.#inFlight.get(digest);
+    if (running) return running;
+    const promise = read().then((record) => {
+      this.#store(record);
+      return record;
+    });
+    this.#inFlight.set(digest, promise);
+    try {
+      return await promise;
+    } finally {
+      this.#inFlight.delete(digest);
+    }
+  }
+
+  #store(record: LayerRecord): void {
+    const bytes = recordSize(record);
+    const old = this.#records.get(record.digest);
+    if (old) {
+      this.#bytes -= old.bytes;
+      this.#records.delete(record.digest);
+    }
+    if (bytes > this.#maxBytes) return;
+    this.#records.set(record.digest, { record, bytes });
+    this.#bytes += bytes;
+    for (const [digest, entry] of this.#records) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#records.delete(digest);
+      this.#bytes -= entry.bytes;
+    }
+  }
+}
+
+/** Rough memory held by a record: captured bytes plus a per-entry allowance for paths and objects. */
+function recordSize(record: LayerRecord): number {
+  let bytes = 0;
+  for (const content of record.contents.values()) bytes += content.length;
+  for (const path of record.entries.keys()) bytes += 96 + path.length * 2;
+  return bytes + (record.whiteouts.size + record.opaqueDirs.size) * 96;
+}
