@@ -2,13 +2,12 @@ import type { Module } from '../api/module.ts';
 import type { Platform } from '../image/source.ts';
 import { StageOutcomes, type StageOutcome } from './outcome.ts';
 import type {
-  AsyncStageProgress,
-  BuildStage,
+  BuildSignProgress,
+  BuildSignStage,
   ImageCheck,
   ImageStage,
   ModuleForKernel,
   ModuleResolution,
-  SignStage,
   StageContext,
   ValidationOwner,
 } from './stages.ts';
@@ -23,8 +22,8 @@ export interface PreflightDeps<D extends ModuleForKernel> {
   /** Kernel-mapping resolution (src/kernel resolveModuleForKernel). */
   resolveModule(module: Module, kernel: string): ModuleResolution<D>;
   readonly image: ImageStage<D>;
-  readonly build: BuildStage<D>;
-  readonly sign: SignStage<D>;
+  /** Build then Sign, when the image is not verified and a section applies (unavailableBuildSignStage until wired). */
+  readonly buildSign: BuildSignStage<D>;
 }
 
 export interface ValidationRequest {
@@ -69,52 +68,38 @@ export async function validateModule<D extends ModuleForKernel>(
   if (image.verified) return StageOutcomes.verified(image.reason, imageOf(image));
   if (!image.definite) return StageOutcomes.requeued(retrying(image.reason));
 
-  const needsBuild = deps.build.applies(ctx.data);
-  const needsSign = deps.sign.applies(ctx.data);
-  if (!needsBuild && !needsSign) return StageOutcomes.failedAt('Image', image.reason, imageOf(image));
-
-  let unsignedImage: string | undefined;
-  if (needsBuild) {
-    const build = await advance(() => deps.build.advance(ctx));
-    if (build.state !== 'succeeded') return unsettled('Build', image.reason, build);
-    if (!needsSign)
-      return afterPush(deps.image, ctx, 'Build', `${image.reason}; build: ${build.reason}`, build);
-    unsignedImage = build.pushedImage;
+  if (!deps.buildSign.applies(ctx.data)) return StageOutcomes.failedAt('Image', image.reason, imageOf(image));
+  let progress: BuildSignProgress;
+  try {
+    progress = await deps.buildSign.advance(ctx);
+  } catch (err) {
+    return StageOutcomes.requeued(retrying(`${image.reason}; build/sign: ${errorMessage(err)}`));
   }
-  const sign = await advance(() =>
-    deps.sign.advance(ctx, unsignedImage === undefined ? {} : { unsignedImage }),
-  );
-  if (sign.state !== 'succeeded') return unsettled('Sign', image.reason, sign);
-  return afterPush(deps.image, ctx, 'Sign', `${image.reason}; sign: ${sign.reason}`, sign);
+  const stage = progress.stage;
+  const reason = `${image.reason}; ${stage.toLowerCase()}: ${progress.reason}`;
+  switch (progress.state) {
+    case 'running':
+      return StageOutcomes.waiting(stage, reason);
+    case 'failed':
+      return progress.definite
+        ? StageOutcomes.refusedAt(stage, reason)
+        : StageOutcomes.failedAt(stage, reason);
+    case 'succeeded':
+      return progress.verify === undefined
+        ? StageOutcomes.verified(reason)
+        : checkProduced(deps.image, ctx, stage, reason, progress.verify);
+  }
 }
 
-/** The outcome of a Build or Sign stage that is still running or has failed. */
-function unsettled(
-  stage: 'Build' | 'Sign',
-  imageReason: string,
-  progress: Exclude<AsyncStageProgress, { state: 'succeeded' }>,
-): StageOutcome {
-  const reason = `${imageReason}; ${stage.toLowerCase()}: ${progress.reason}`;
-  if (progress.state === 'running') return StageOutcomes.waiting(stage, reason);
-  return progress.definite ? StageOutcomes.failedAt(stage, reason) : StageOutcomes.requeued(retrying(reason));
-}
-
-/**
- * A successful Build or Sign: when it pushed an image, that image must really hold the module (and be signed after
- * Sign); without a push, the Job's success is the verdict, and the reason says nothing was pushed.
- */
-async function afterPush<D extends ModuleForKernel>(
+/** A pushed Build or Sign result must really hold the module (signed after Sign) before it counts. */
+async function checkProduced<D extends ModuleForKernel>(
   imageStage: ImageStage<D>,
   ctx: StageContext<D>,
   stage: 'Build' | 'Sign',
   reason: string,
-  progress: Extract<AsyncStageProgress, { state: 'succeeded' }>,
+  produced: NonNullable<BuildSignProgress['verify']>,
 ): Promise<StageOutcome> {
-  if (progress.pushedImage === undefined) return StageOutcomes.verified(reason);
-  const pushed = await checkImage(imageStage, ctx, {
-    image: progress.pushedImage,
-    requireSigned: stage === 'Sign',
-  });
+  const pushed = await checkImage(imageStage, ctx, { image: produced.image, requireSigned: produced.signed });
   const combined = `${reason}; pushed image: ${pushed.reason}`;
   if (pushed.verified) return StageOutcomes.verified(combined, imageOf(pushed));
   return pushed.definite
@@ -136,14 +121,6 @@ async function checkImage<D extends ModuleForKernel>(
       reason: `image check failed: ${errorMessage(err)}`,
       image: options?.image ?? ctx.data.containerImage,
     };
-  }
-}
-
-async function advance(step: () => Promise<AsyncStageProgress>): Promise<AsyncStageProgress> {
-  try {
-    return await step();
-  } catch (err) {
-    return { state: 'failed', reason: errorMessage(err), definite: false };
   }
 }
 

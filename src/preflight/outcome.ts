@@ -55,6 +55,9 @@ export const StageOutcomes = {
     reason: string,
     image?: { image?: string; imageDigest?: string },
   ): StageOutcome => outcome('False', stage, reason, 'retry', image),
+  /** A definite failure at `stage` that only an edit can change (a Secret the build needs is missing). */
+  refusedAt: (stage: 'Build' | 'Sign', reason: string): StageOutcome =>
+    outcome('False', stage, reason, 'final'),
   /** A transient error: retried with backoff. */
   requeued: (reason: string): StageOutcome => outcome('False', 'Requeued', reason, 'backoff'),
   /** An asynchronous stage is under way. */

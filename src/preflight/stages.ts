@@ -57,48 +57,52 @@ export interface ImageStage<D extends ModuleForKernel> {
 }
 
 /**
- * Where an asynchronous stage (a Job) stands. `advance` is idempotent: it starts the work when none exists for
- * these inputs, and otherwise observes it, so it is called once per reconcile until it settles.
+ * Where the Build and Sign stages stand for one module. They are asynchronous (Jobs observed over several
+ * reconciles) and ordered inside the implementation: Build first when a build section applies, Sign after a
+ * successful Build (or alone) when a sign section applies. `advance` is idempotent: it starts what is missing and
+ * otherwise observes, so it is called once per pass until the state settles.
  */
-export type AsyncStageProgress =
-  | { readonly state: 'running'; readonly reason: string }
-  | {
-      readonly state: 'succeeded';
-      readonly reason: string;
-      /** The image pushed, when one was (pushBuiltImage); the Image stage then checks it. */
-      readonly pushedImage?: string;
-    }
-  | { readonly state: 'failed'; readonly reason: string; readonly definite: boolean };
-
-export interface BuildStage<D extends ModuleForKernel> {
-  /** True when a build section applies to the kernel (module or mapping level). */
-  applies(data: D): boolean;
-  advance(ctx: StageContext<D>): Promise<AsyncStageProgress>;
+export interface BuildSignProgress {
+  /** The stage the module is at: the running or failed one, or the last one that succeeded. */
+  readonly stage: 'Build' | 'Sign';
+  readonly state: 'running' | 'succeeded' | 'failed';
+  /** Names the Job, says what it waits for, why it failed, or whether it pushed. */
+  readonly reason: string;
+  /**
+   * For `failed`: true when only a change of the Module (or what it names, or the resource) can help, false for a
+   * failed Job that a later retry may get through.
+   */
+  readonly definite: boolean;
+  /**
+   * Set when a pushed build or sign succeeded: the produced image must pass the Image stage (signed when `signed`)
+   * before the module counts as verified. Unset on success: nothing was pushed and the Job's success is the verdict.
+   */
+  readonly verify?: { readonly image: string; readonly digest?: string; readonly signed: boolean };
 }
 
-export interface SignStage<D extends ModuleForKernel> {
-  /** True when a sign section applies to the kernel (module or mapping level). */
+export interface BuildSignStage<D extends ModuleForKernel> {
+  /** True when a build or a sign section applies to the kernel (module or mapping level, merged). */
   applies(data: D): boolean;
-  /** `unsignedImage` is the Build stage's output when a build ran before. */
-  advance(ctx: StageContext<D>, input: { readonly unsignedImage?: string }): Promise<AsyncStageProgress>;
+  /** One step; rejects only when the cluster cannot be reached (the engine retries with backoff). */
+  advance(ctx: StageContext<D>): Promise<BuildSignProgress>;
 }
 
 export const BUILD_SIGN_UNAVAILABLE = 'build/sign validation is not available in this runner yet';
 
 /**
- * Stand-ins until the Build and Sign stages exist (issue 6): a Module that needs them is reported truthfully as
- * not verified at that stage, never as verified and never as waiting.
+ * The stand-in until the Build and Sign stages are wired (issue 6): a Module that needs them is reported
+ * truthfully as not verified at that stage, never as verified and never as waiting.
  */
-export function unavailableBuildStage<D extends ModuleForKernel>(): BuildStage<D> {
+export function unavailableBuildSignStage<D extends ModuleForKernel>(): BuildSignStage<D> {
+  const has = (section: unknown): boolean => section !== undefined && section !== null;
   return {
-    applies: (data) => data.build !== undefined && data.build !== null,
-    advance: () => Promise.resolve({ state: 'failed', reason: BUILD_SIGN_UNAVAILABLE, definite: true }),
-  };
-}
-
-export function unavailableSignStage<D extends ModuleForKernel>(): SignStage<D> {
-  return {
-    applies: (data) => data.sign !== undefined && data.sign !== null,
-    advance: () => Promise.resolve({ state: 'failed', reason: BUILD_SIGN_UNAVAILABLE, definite: true }),
+    applies: (data) => has(data.build) || has(data.sign),
+    advance: (ctx) =>
+      Promise.resolve({
+        stage: has(ctx.data.build) ? 'Build' : 'Sign',
+        state: 'failed',
+        reason: BUILD_SIGN_UNAVAILABLE,
+        definite: false,
+      }),
   };
 }

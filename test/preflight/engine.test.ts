@@ -3,9 +3,8 @@ import type { Module } from '../../src/api/module.ts';
 import { validateModule, type PreflightDeps } from '../../src/preflight/engine.ts';
 import {
   BUILD_SIGN_UNAVAILABLE,
-  unavailableBuildStage,
-  unavailableSignStage,
-  type AsyncStageProgress,
+  unavailableBuildSignStage,
+  type BuildSignProgress,
   type ImageCheck,
   type ModuleResolution,
 } from '../../src/preflight/stages.ts';
@@ -31,18 +30,16 @@ interface Scenario {
   image?: ImageCheck | Error;
   /** Answers for checks of pushed images, by image name. */
   pushed?: Record<string, ImageCheck>;
-  build?: AsyncStageProgress | Error;
-  sign?: AsyncStageProgress | Error;
+  buildSign?: BuildSignProgress | Error;
 }
 
 interface Calls {
   image: { image?: string; requireSigned?: boolean }[];
-  build: number;
-  sign: { unsignedImage?: string }[];
+  buildSign: number;
 }
 
 function deps(s: Scenario): { deps: PreflightDeps<Data>; calls: Calls } {
-  const calls: Calls = { image: [], build: 0, sign: [] };
+  const calls: Calls = { image: [], buildSign: 0 };
   const data: Data = { containerImage: 'reg/m:k', ...s.data };
   return {
     calls,
@@ -60,20 +57,14 @@ function deps(s: Scenario): { deps: PreflightDeps<Data>; calls: Calls } {
           return Promise.resolve(s.image ?? missing);
         },
       },
-      build: {
-        applies: (d) => d.build !== undefined,
+      buildSign: {
+        applies: (d) => d.build !== undefined || d.sign !== undefined,
         advance: () => {
-          calls.build += 1;
-          if (s.build instanceof Error) return Promise.reject(s.build);
-          return Promise.resolve(s.build ?? { state: 'running', reason: 'Job b running' });
-        },
-      },
-      sign: {
-        applies: (d) => d.sign !== undefined,
-        advance: (_ctx, input) => {
-          calls.sign.push(input);
-          if (s.sign instanceof Error) return Promise.reject(s.sign);
-          return Promise.resolve(s.sign ?? { state: 'running', reason: 'Job s running' });
+          calls.buildSign += 1;
+          if (s.buildSign instanceof Error) return Promise.reject(s.buildSign);
+          return Promise.resolve(
+            s.buildSign ?? { stage: 'Build', state: 'running', reason: 'Job b running', definite: false },
+          );
         },
       },
     },
@@ -158,8 +149,7 @@ describe('preflight engine: validateModule stage table', () => {
       image: 'reg/m:k',
       imageDigest: 'sha256:a',
     });
-    expect(calls.build).to.equal(0);
-    expect(calls.sign).to.have.length(0);
+    expect(calls.buildSign).to.equal(0);
   });
 
   it('image unreachable: Requeued with backoff; Build does not run on a transient answer', async () => {
@@ -167,7 +157,7 @@ describe('preflight engine: validateModule stage table', () => {
     const out = await validateModule(d, request);
     expect(out).to.include({ verificationStage: 'Requeued', disposition: 'backoff' });
     expect(out.statusReason).to.equal('registry unreachable (will retry)');
-    expect(calls.build).to.equal(0);
+    expect(calls.buildSign).to.equal(0);
   });
 
   it('an image stage that throws is treated as transient', async () => {
@@ -198,37 +188,57 @@ describe('preflight engine: validateModule stage table', () => {
       verificationStatus: 'False',
     });
     expect(out.statusReason).to.equal('image reg/m:k does not exist; build: Job b running');
-    expect(calls.build).to.equal(1);
+    expect(calls.buildSign).to.equal(1);
   });
 
-  it('a failed build is False at Build with its reason (never "waiting"), retried on the interval', async () => {
+  it('a failed build Job is False at Build with its reason (never "waiting"), retried on the interval', async () => {
     const { deps: d } = deps({
       image: missing,
       data: { build: {} },
-      build: { state: 'failed', reason: 'Job b failed: make: *** error 2', definite: true },
+      buildSign: {
+        stage: 'Build',
+        state: 'failed',
+        reason: 'Job b failed: make: *** error 2',
+        definite: false,
+      },
     });
     const out = await validateModule(d, request);
-    expect(out).to.include({ verificationStage: 'Build', disposition: 'retry' });
+    expect(out).to.include({ verificationStage: 'Build', disposition: 'retry', verificationStatus: 'False' });
     expect(out.statusReason).to.contain('make: *** error 2');
   });
 
-  it('a transient build failure or a throwing build stage is Requeued', async () => {
-    for (const build of [
-      { state: 'failed', reason: 'api down', definite: false } as const,
-      new Error('api down'),
-    ]) {
-      const { deps: d } = deps({ image: missing, data: { build: {} }, build });
-      const out = await validateModule(d, request);
-      expect(out).to.include({ verificationStage: 'Requeued', disposition: 'backoff' });
-      expect(out.statusReason).to.contain('api down');
-    }
+  it('a refused build or sign (a Secret it needs is missing) is final at its stage until something changes', async () => {
+    const { deps: d } = deps({
+      image: missing,
+      data: { sign: {} },
+      buildSign: {
+        stage: 'Sign',
+        state: 'failed',
+        reason: 'cannot sign: Secret ns/key is missing',
+        definite: true,
+      },
+    });
+    const out = await validateModule(d, request);
+    expect(out).to.include({ verificationStage: 'Sign', disposition: 'final', definite: true });
   });
 
-  it('build succeeded without push and no sign: verified, the reason says so', async () => {
+  it('a build/sign stage that cannot reach the cluster is Requeued', async () => {
+    const { deps: d } = deps({ image: missing, data: { build: {} }, buildSign: new Error('api down') });
+    const out = await validateModule(d, request);
+    expect(out).to.include({ verificationStage: 'Requeued', disposition: 'backoff' });
+    expect(out.statusReason).to.contain('api down');
+  });
+
+  it('success without push: verified on the Job, the reason says nothing was pushed; no second image check', async () => {
     const { deps: d, calls } = deps({
       image: missing,
       data: { build: {} },
-      build: { state: 'succeeded', reason: 'build compiles; image not pushed' },
+      buildSign: {
+        stage: 'Build',
+        state: 'succeeded',
+        reason: 'build compiles; image not pushed',
+        definite: false,
+      },
     });
     const out = await validateModule(d, request);
     expect(out).to.include({ verificationStatus: 'True', verificationStage: 'Done', disposition: 'final' });
@@ -236,11 +246,18 @@ describe('preflight engine: validateModule stage table', () => {
     expect(calls.image).to.have.length(1);
   });
 
-  it('build pushed: the pushed image is checked again; verified only if the module is really there', async () => {
+  it('a pushed build is checked again by the Image stage; verified only if the module is really there', async () => {
+    const pushedBuild: BuildSignProgress = {
+      stage: 'Build',
+      state: 'succeeded',
+      reason: 'built and pushed',
+      definite: false,
+      verify: { image: 'reg/m:k', signed: false },
+    };
     const good = deps({
       image: missing,
       data: { build: {} },
-      build: { state: 'succeeded', reason: 'built and pushed', pushedImage: 'reg/m:k' },
+      buildSign: pushedBuild,
       pushed: { 'reg/m:k': verified },
     });
     expect(await validateModule(good.deps, request)).to.include({
@@ -252,68 +269,45 @@ describe('preflight engine: validateModule stage table', () => {
     const bad = deps({
       image: missing,
       data: { build: {} },
-      build: { state: 'succeeded', reason: 'built and pushed', pushedImage: 'reg/m:k' },
+      buildSign: pushedBuild,
       pushed: { 'reg/m:k': { ...missing, reason: 'module m.ko is not at /opt/lib/modules/k' } },
     });
     const out = await validateModule(bad.deps, request);
     expect(out).to.include({ verificationStatus: 'False', verificationStage: 'Build', disposition: 'retry' });
     expect(out.statusReason).to.contain('pushed image: module m.ko is not at');
+
+    const flaky = deps({
+      image: missing,
+      data: { build: {} },
+      buildSign: pushedBuild,
+      pushed: { 'reg/m:k': unreachable },
+    });
+    expect(await validateModule(flaky.deps, request)).to.include({ verificationStage: 'Requeued' });
   });
 
-  it('image fails, only a sign section: Sign runs with no unsigned image from a build', async () => {
-    const { deps: d, calls } = deps({ image: missing, data: { sign: {} } });
-    const out = await validateModule(d, request);
-    expect(out).to.include({ verificationStage: 'Sign', disposition: 'waiting' });
-    expect(calls.sign).to.deep.equal([{}]);
-    expect(calls.build).to.equal(0);
-  });
-
-  it('build then sign: sign takes the pushed build output; the signed image must be signed', async () => {
+  it('a pushed sign result must carry a signature', async () => {
     const { deps: d, calls } = deps({
       image: missing,
       data: { build: {}, sign: {} },
-      build: { state: 'succeeded', reason: 'built', pushedImage: 'reg/m:k-unsigned' },
-      sign: { state: 'succeeded', reason: 'signed', pushedImage: 'reg/m:k' },
+      buildSign: {
+        stage: 'Sign',
+        state: 'succeeded',
+        reason: 'signed and pushed',
+        definite: false,
+        verify: { image: 'reg/m:k', signed: true },
+      },
       pushed: { 'reg/m:k': verified },
     });
     const out = await validateModule(d, request);
     expect(out).to.include({ verificationStatus: 'True', verificationStage: 'Done' });
-    expect(calls.sign).to.deep.equal([{ unsignedImage: 'reg/m:k-unsigned' }]);
     expect(calls.image[1]).to.deep.equal({ image: 'reg/m:k', requireSigned: true });
   });
 
-  it('build running or failed: Sign does not run', async () => {
-    for (const build of [
-      { state: 'running', reason: 'Job b running' } as const,
-      { state: 'failed', reason: 'Job b failed', definite: true } as const,
-    ]) {
-      const { deps: d, calls } = deps({ image: missing, data: { build: {}, sign: {} }, build });
-      const out = await validateModule(d, request);
-      expect(out.verificationStage).to.equal('Build');
-      expect(calls.sign).to.have.length(0);
-    }
-  });
-
-  it('a failed sign is False at Sign', async () => {
-    const { deps: d } = deps({
-      image: missing,
-      data: { sign: {} },
-      sign: { state: 'failed', reason: 'no image to sign given', definite: true },
-    });
-    const out = await validateModule(d, request);
-    expect(out).to.include({ verificationStage: 'Sign', disposition: 'retry' });
-    expect(out.statusReason).to.contain('sign: no image to sign given');
-  });
-
-  it('until Build/Sign exist, a module that needs them is False at that stage, saying so', async () => {
+  it('until Build/Sign are wired, a module that needs them is False at that stage, saying so', async () => {
     const base = deps({ image: missing });
-    const d: PreflightDeps<Data> = {
-      ...base.deps,
-      build: unavailableBuildStage(),
-      sign: unavailableSignStage(),
-    };
+    const d: PreflightDeps<Data> = { ...base.deps, buildSign: unavailableBuildSignStage() };
     const withBuild = await validateModule(
-      { ...d, resolveModule: () => ({ ok: true, data: { containerImage: 'reg/m:k', build: {} } }) },
+      { ...d, resolveModule: () => ({ ok: true, data: { containerImage: 'reg/m:k', build: {}, sign: {} } }) },
       request,
     );
     expect(withBuild).to.include({
