@@ -169,10 +169,10 @@ export class ImageView {
       const visible = this.#visible.get(current);
       const last = i === parts.length - 1;
       if (visible === undefined) {
-        if (this.isShadowed(current)) return { state: 'absent' };
-        // Not seen (yet): an implied directory on the way, or a path a lower layer may still add.
-        if (last) return { state: this.#complete ? 'absent' : 'unknown', path: current };
-        continue;
+        // Not seen: on the way, a directory implied by entries under it (possibly from the very layer that hid
+        // lower copies of it); at the end, absent unless a lower layer not read yet may still add it.
+        if (!last) continue;
+        return { state: this.isShadowed(current) || this.#complete ? 'absent' : 'unknown', path: current };
       }
       const { entry } = visible;
       if (entry.kind === 'symlink') {
