@@ -4,14 +4,10 @@ import type { Readable } from 'node:stream';
 
 import type { Descriptor, ImageSource, PullOptions, ResolvedImage } from '../source.ts';
 import { ImageError } from '../source.ts';
+import { formatReference, parseImageReference } from '../reference.ts';
 import { DigestVerifier, isDigest, parseDigest, verifyDigest } from '../registry/digest.ts';
 import { resolveManifestChain, type FetchedManifest } from '../registry/manifest.ts';
 import { REF_NAME_ANNOTATION } from '../registry/media-types.ts';
-
-export const OCI_LAYOUT_PREFIX = 'oci:';
-
-/** Tag grammar of distribution/reference. */
-const TAG = /^[\w][\w.-]{0,127}$/;
 
 export interface LayoutReference {
   /** Absolute path of the layout directory. */
@@ -20,39 +16,29 @@ export interface LayoutReference {
 }
 
 /**
- * Parses `oci:<dir>[:<tag>]` as skopeo does: a `:` after the last `/` starts the tag. Relative directories are
- * taken from `baseDir`.
+ * Parses `oci:<dir>[:<tag>]` with the project's reference grammar (skopeo's: the directory ends at the first `:`)
+ * and makes the directory absolute against `baseDir`.
  */
 export function parseLayoutReference(reference: string, baseDir: string): LayoutReference {
-  if (!reference.startsWith(OCI_LAYOUT_PREFIX)) {
+  const parsed = parseImageReference(reference);
+  if (!parsed.ok) throw parsed.error;
+  if (parsed.data.kind !== 'oci-layout') {
     throw new ImageError(
       'INVALID_REFERENCE',
       `"${reference}" is not an OCI layout reference (oci:<dir>[:<tag>])`,
     );
   }
-  const rest = reference.slice(OCI_LAYOUT_PREFIX.length);
-  const colon = rest.lastIndexOf(':');
-  const hasTag = colon > rest.lastIndexOf('/');
-  const dirPart = hasTag ? rest.slice(0, colon) : rest;
-  const tag = hasTag ? rest.slice(colon + 1) : undefined;
-  if (dirPart === '') {
-    throw new ImageError(
-      'INVALID_REFERENCE',
-      `"${reference}" names no directory (expected oci:<dir>[:<tag>])`,
-    );
-  }
-  if (tag !== undefined && !TAG.test(tag)) {
-    throw new ImageError(
-      'INVALID_REFERENCE',
-      `"${reference}": tag "${tag}" is not valid (letters, digits, _ . -, at most 128, not starting with . or -)`,
-    );
-  }
-  const dir = isAbsolute(dirPart) ? dirPart : resolvePath(baseDir, dirPart);
+  const { directory, tag } = parsed.data;
+  const dir = isAbsolute(directory) ? directory : resolvePath(baseDir, directory);
   return tag === undefined ? { dir } : { dir, tag };
 }
 
-export function formatLayoutReference(ref: LayoutReference): string {
-  return `${OCI_LAYOUT_PREFIX}${ref.dir}${ref.tag === undefined ? '' : `:${ref.tag}`}`;
+function formatLayoutReference(ref: LayoutReference): string {
+  return formatReference({
+    kind: 'oci-layout',
+    directory: ref.dir,
+    ...(ref.tag === undefined ? {} : { tag: ref.tag }),
+  });
 }
 
 export interface OciLayoutSourceOptions {

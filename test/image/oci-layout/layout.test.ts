@@ -100,11 +100,10 @@ describe('OCI layout: tar layers', () => {
 });
 
 describe('OCI layout: references', () => {
-  it('splits the tag after the last slash and resolves relative directories', () => {
+  it('ends the directory at the first colon, as skopeo does, and resolves relative directories', () => {
     expect(parseLayoutReference('oci:/a/b:v1', '/x')).to.deep.equal({ dir: '/a/b', tag: 'v1' });
-    expect(parseLayoutReference('oci:/a:b/c', '/x')).to.deep.equal({ dir: '/a:b/c' });
     expect(parseLayoutReference('oci:rel', '/x')).to.deep.equal({ dir: '/x/rel' });
-    for (const bad of ['oci:', 'oci::v1', 'oci:/a:-bad', 'docker://x']) {
+    for (const bad of ['oci:', 'oci::v1', 'oci:/a:', 'docker://x']) {
       expect(() => parseLayoutReference(bad, '/x'), bad)
         .to.throw(ImageError)
         .with.property('code', 'INVALID_REFERENCE');
