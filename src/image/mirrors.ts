@@ -1,3 +1,4 @@
+import { parseImageReference } from './reference.ts';
 import type { Descriptor, ImageSource, PullOptions, ResolvedImage } from './source.ts';
 import { ImageError } from './source.ts';
 
@@ -167,7 +168,11 @@ export function withMirrors(inner: ImageSource, rules: readonly MirrorRule[]): I
   if (rules.length === 0) return inner;
   const servedBy = new WeakMap<ResolvedImage, ResolvedImage>();
   return {
-    async resolve(reference: string, options: PullOptions): Promise<ResolvedImage> {
+    async resolve(asked: string, options: PullOptions): Promise<ResolvedImage> {
+      // Sources are matched against the normalised form (`busybox` is docker.io/library/busybox:latest); a
+      // reference that does not parse goes to the inner source as written, which reports it.
+      const parsed = parseImageReference(asked);
+      const reference = parsed.ok && parsed.data.kind === 'registry' ? parsed.data.normalized : asked;
       const candidates = mirrorCandidates(reference, rules);
       const failures: { candidate: string; error: ImageError }[] = [];
       for (const candidate of candidates) {

@@ -1,0 +1,83 @@
+import type { ReleaseError } from './errors.ts';
+import type { DriverToolkitRelease } from './driver-toolkit.ts';
+
+/** What a release digest teaches us for one architecture; it never changes, since the digest pins the content. */
+export interface ReleaseFacts {
+  /** The digest the release reference names: the index digest of a `-multi` release, else the manifest digest. */
+  readonly digest: string;
+  readonly version: string | null;
+  /** The driver-toolkit pull spec from image-references. */
+  readonly dtkImage: string;
+  /** The architecture the driver-toolkit image was resolved for. */
+  readonly architecture: string;
+  readonly driverToolkit: DriverToolkitRelease;
+}
+
+/** A cached outcome: the facts, or a failure that the content itself causes (so asking again cannot change it). */
+export type CachedOutcome = { readonly facts: ReleaseFacts } | { readonly error: ReleaseError };
+
+/**
+ * Release resolutions by release digest and architecture, bounded (least recently used goes first), with resolutions
+ * in flight shared so concurrent requests for one release download it once. Pass one instance to every
+ * resolveRelease call that should share it.
+ */
+export class ReleaseCache {
+  readonly #maxEntries: number;
+  readonly #entries = new Map<string, CachedOutcome>();
+  readonly #inFlight = new Map<string, Promise<CachedOutcome>>();
+
+  constructor(maxEntries = 64) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+      throw new RangeError(`ReleaseCache maxEntries must be a positive integer, not ${maxEntries}`);
+    }
+    this.#maxEntries = maxEntries;
+  }
+
+  static key(digest: string, architecture: string): string {
+    return `${digest}|${architecture}`;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string): CachedOutcome | undefined {
+    const outcome = this.#entries.get(key);
+    if (outcome !== undefined) {
+      this.#entries.delete(key);
+      this.#entries.set(key, outcome);
+    }
+    return outcome;
+  }
+
+  /**
+   * The outcome for `key`: cached, joined from a resolution in flight, or computed by `compute`. Only outcomes
+   * that `compute` returns are kept; a thrown error (transient, or about where the image lives) is not.
+   */
+  async obtain(key: string, compute: () => Promise<CachedOutcome>): Promise<CachedOutcome> {
+    const cached = this.get(key);
+    if (cached !== undefined) return cached;
+    const pending = this.#inFlight.get(key);
+    if (pending !== undefined) return pending;
+    const running = compute().then((outcome) => {
+      this.#set(key, outcome);
+      return outcome;
+    });
+    this.#inFlight.set(key, running);
+    try {
+      return await running;
+    } finally {
+      this.#inFlight.delete(key);
+    }
+  }
+
+  #set(key: string, outcome: CachedOutcome): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, outcome);
+    while (this.#entries.size > this.#maxEntries) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done === true) break;
+      this.#entries.delete(oldest.value);
+    }
+  }
+}
