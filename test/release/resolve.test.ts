@@ -11,7 +11,7 @@ import {
   type ReleaseFixtureOptions,
 } from '../../src/fixtures/release.ts';
 import { OciLayoutSource } from '../../src/image/oci-layout/source.ts';
-import { ImageError, type ImageSource } from '../../src/image/source.ts';
+import { ImageError, type Descriptor, type ImageSource, type ResolvedImage } from '../../src/image/source.ts';
 import { ReleaseCache } from '../../src/release/cache.ts';
 import { ReleaseError } from '../../src/release/errors.ts';
 import { resolveRelease, type ReleaseRequest } from '../../src/release/resolve.ts';
@@ -39,9 +39,9 @@ class MappedSource implements ImageSource {
     return this.layouts.resolve(layout, options);
   }
 
-  async openBlob(...args: Parameters<ImageSource['openBlob']>) {
-    this.blobsOpened.push(args[1].digest);
-    const stream = await this.layouts.openBlob(...args);
+  async openBlob(image: ResolvedImage, descriptor: Descriptor) {
+    this.blobsOpened.push(descriptor.digest);
+    const stream = await this.layouts.openBlob(image, descriptor);
     const count = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
         this.blobBytes += chunk.length;
