@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# One image for the runner, the webhook and the CLI: its entrypoint is `kmm-preflight`, and the Deployments pass the
+# subcommand (`runner`, `webhook`). Node 24 runs the TypeScript sources directly (type stripping, see
+# bin/kmm-preflight.js), so there is no build stage: one stage installs the production dependencies, the final
+# stage copies them next to the sources.
+
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --omit=dev leaves out the test and lint toolchain, and the `node` devDependency that pins Node 24 on developer
+# machines (here the base image is Node 24). No production dependency needs an install script: native code such as
+# @napi-rs/lzma arrives as prebuilt optional packages.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    && npm cache clean --force
+
+FROM node:24-bookworm-slim AS runtime
+LABEL org.opencontainers.image.title="kmm-preflight" \
+      org.opencontainers.image.description="Pre-upgrade validation of KMM kernel modules against an OpenShift release" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV NODE_ENV=production
+WORKDIR /app
+# Everything stays owned by root and is only readable by the process: the app cannot rewrite its own code.
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY src ./src
+COPY webhook ./webhook
+COPY certs ./certs
+# The base image's `node` user, given by number so that the kubelet can enforce runAsNonRoot (OpenShift may run the
+# container under another non-root UID, which works as well: nothing here needs to be writable).
+USER 1000:1000
+ENTRYPOINT ["node", "/app/bin/kmm-preflight.js"]
+CMD ["--help"]
