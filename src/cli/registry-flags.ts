@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+
+import { UsageError } from './io.ts';
+import {
+  CredentialsError,
+  RegistryCredentials,
+  loadCredentialsFile,
+  registryAuthFileFromEnv,
+} from '../image/registry/credentials.ts';
+import type { Platform, RegistryTLS } from '../image/source.ts';
+
+/**
+ * The flags every command that reads images shares (`image`, `release`, `check`): target architecture, KMM's
+ * registryTLS, extra CA bundles and an auth file. One definition, so they read and behave the same everywhere.
+ */
+export interface RegistryFlagValues {
+  readonly arch: string;
+  readonly insecure?: boolean;
+  readonly insecureSkipTlsVerify?: boolean;
+  readonly caFile?: readonly string[];
+  readonly authFile?: string;
+}
+
+/** What the flags mean once files are read: ready for PullOptions and the registry client. */
+export interface RegistryAccess {
+  readonly platform: Platform;
+  readonly tls: RegistryTLS;
+  /** PEM bundles from --ca-file, in order. */
+  readonly caCertificates: readonly string[];
+  readonly credentials: RegistryCredentials;
+}
+
+const ARCHITECTURE = /^[a-z0-9_]+(\/[a-z0-9]+)?$/;
+
+export function addRegistryFlags(command: Command): Command {
+  return command
+    .option(
+      '--arch <arch>',
+      "the target nodes' architecture (amd64, arm64, ppc64le, s390x; arm64/v8 style allowed)",
+      'amd64',
+    )
+    .option('--insecure', 'allow plain HTTP to the registry (registryTLS.insecure)')
+    .option(
+      '--insecure-skip-tls-verify',
+      "do not verify the registry's TLS certificate (registryTLS.insecureSkipTLSVerify)",
+    )
+    .option('--ca-file <file>', 'extra trusted CA certificates (PEM); repeatable', collect, [])
+    .option(
+      '--auth-file <file>',
+      'registry credentials (Docker config JSON / podman auth.json); default $REGISTRY_AUTH_FILE',
+    );
+}
+
+/** Reads the files the flags name; anything wrong with them is a UsageError (exit 2) naming the flag. */
+export async function registryAccessFromFlags(
+  flags: RegistryFlagValues,
+  env: NodeJS.ProcessEnv,
+): Promise<RegistryAccess> {
+  if (!ARCHITECTURE.test(flags.arch)) {
+    throw new UsageError(
+      `--arch '${flags.arch}': expected an architecture such as amd64, arm64, ppc64le or s390x`,
+    );
+  }
+  const [architecture, variant] = flags.arch.split('/') as [string, string | undefined];
+  const caCertificates: string[] = [];
+  for (const file of flags.caFile ?? []) {
+    let pem: string;
+    try {
+      pem = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(
+        `--ca-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new UsageError(`--ca-file ${file}: no PEM certificate in it`);
+    }
+    caCertificates.push(pem);
+  }
+  const authFile = flags.authFile ?? registryAuthFileFromEnv(env);
+  let credentials = RegistryCredentials.none;
+  if (authFile !== undefined) {
+    try {
+      credentials = await loadCredentialsFile(authFile);
+    } catch (err) {
+      if (err instanceof CredentialsError) {
+        throw new UsageError(
+          `${flags.authFile === undefined ? 'REGISTRY_AUTH_FILE' : '--auth-file'}: ${err.message}`,
+        );
+      }
+      throw err;
+    }
+  }
+  return {
+    platform: { os: 'linux', architecture, ...(variant === undefined ? {} : { variant }) },
+    tls: {
+      ...(flags.insecure === true ? { insecure: true } : {}),
+      ...(flags.insecureSkipTlsVerify === true ? { insecureSkipTLSVerify: true } : {}),
+    },
+    caCertificates,
+    credentials,
+  };
+}
+
+/** commander's accumulator for repeatable flags. */
+export function collect(value: string, previous: readonly string[]): string[] {
+  return [...previous, value];
+}
