@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import type { CliIo } from './io.ts';
+import { registerCertsCommand } from './commands/certs.ts';
+import { registerWebhookCommand } from './commands/webhook.ts';
 
 /**
  * A subcommand adds itself to the program. It reports its result through `setExitCode` (0, 1 or 2, see ExitCode)
@@ -10,4 +12,6 @@ export type CommandRegistration = (program: Command, io: CliIo, setExitCode: (co
 /** Every subcommand of kmm-preflight, in the order `--help` lists them. */
 export const commandRegistrations: readonly CommandRegistration[] = [
   // image, release, check, runner, webhook, certs: each issue adds its registration here.
+  registerWebhookCommand,
+  registerCertsCommand,
 ];

@@ -1,0 +1,99 @@
+import { Type } from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+/**
+ * admission.k8s.io AdmissionReview: the envelope the API server POSTs to a webhook and expects back. Only the
+ * fields the webhook relies on are checked; the rest are carried through untouched.
+ */
+
+export const AdmissionReviewApiVersions = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
+export type AdmissionReviewApiVersion = (typeof AdmissionReviewApiVersions)[number];
+
+export const AdmissionOperations = ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'] as const;
+export type AdmissionOperation = (typeof AdmissionOperations)[number];
+
+// An object or null: DELETE sends `object: null`, CREATE sends no `oldObject`.
+const KubeObjectOrNull = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]);
+
+const AdmissionRequestSchema = Type.Object({
+  uid: Type.String({ minLength: 1 }),
+  kind: Type.Object({ group: Type.String(), version: Type.String(), kind: Type.String() }),
+  resource: Type.Object({ group: Type.String(), version: Type.String(), resource: Type.String() }),
+  subResource: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  namespace: Type.Optional(Type.String()),
+  operation: Type.Union(AdmissionOperations.map((op) => Type.Literal(op))),
+  object: Type.Optional(KubeObjectOrNull),
+  oldObject: Type.Optional(KubeObjectOrNull),
+  dryRun: Type.Optional(Type.Boolean()),
+});
+export type AdmissionRequest = Static<typeof AdmissionRequestSchema>;
+
+const AdmissionReviewRequestSchema = Type.Object({
+  apiVersion: Type.Union(AdmissionReviewApiVersions.map((v) => Type.Literal(v))),
+  kind: Type.Literal('AdmissionReview'),
+  request: AdmissionRequestSchema,
+});
+export type AdmissionReviewRequest = Static<typeof AdmissionReviewRequestSchema>;
+
+const reviewChecker = TypeCompiler.Compile(AdmissionReviewRequestSchema);
+
+/** A metav1.Status, shown to the user when a request is denied. */
+export interface AdmissionStatus {
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+}
+
+export interface AdmissionResponse {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly status?: AdmissionStatus;
+  readonly warnings?: readonly string[];
+}
+
+export interface AdmissionReviewResponse {
+  readonly apiVersion: AdmissionReviewApiVersion;
+  readonly kind: 'AdmissionReview';
+  readonly response: AdmissionResponse;
+}
+
+/** A body that is not an AdmissionReview request; answered 400 with this message. */
+export class MalformedAdmissionReviewError extends Error {
+  readonly code = 'ERR_MALFORMED_ADMISSION_REVIEW';
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedAdmissionReviewError';
+  }
+}
+
+/** Checks a parsed JSON body is an AdmissionReview request; throws MalformedAdmissionReviewError naming the field. */
+export function parseAdmissionReview(body: unknown): AdmissionReviewRequest {
+  if (reviewChecker.Check(body)) return body;
+  const first = reviewChecker.Errors(body).First();
+  const where = first === undefined || first.path === '' ? 'body' : first.path.slice(1).replaceAll('/', '.');
+  throw new MalformedAdmissionReviewError(
+    `not an AdmissionReview request (admission.k8s.io/v1): ${where}: ${first?.message ?? 'invalid'}`,
+  );
+}
+
+/** What the rules decided about one request. */
+export interface AdmissionVerdict {
+  readonly allowed: boolean;
+  readonly status?: AdmissionStatus;
+  readonly warnings: readonly string[];
+}
+
+export function toAdmissionReviewResponse(
+  review: AdmissionReviewRequest,
+  verdict: AdmissionVerdict,
+): AdmissionReviewResponse {
+  const response: AdmissionResponse = {
+    uid: review.request.uid,
+    allowed: verdict.allowed,
+    ...(verdict.status === undefined ? {} : { status: verdict.status }),
+    ...(verdict.warnings.length === 0 ? {} : { warnings: verdict.warnings }),
+  };
+  return { apiVersion: review.apiVersion, kind: 'AdmissionReview', response };
+}

@@ -1,0 +1,142 @@
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { createAdmissionApp, type AdmissionDecider } from './app.ts';
+import type { WebhookMetrics } from './metrics.ts';
+import { CertificateWatcher, loadCertificate, type LoadedCertificate } from './serving-certificate.ts';
+
+/**
+ * Longer than the API server's idle-connection reuse (Go's transport closes idle connections after 90 s), so the
+ * client, not the server, always closes an idle keep-alive connection: no request races a server-side close.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+/** Headers arrive at once from the API server; a connection that trickles them is not the API server. */
+export const HEADERS_TIMEOUT_MS = 30_000;
+/** The API server gives up after at most 30 s (timeoutSeconds); no request needs longer. */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+const TLS_OPTIONS = { minVersion: 'TLSv1.2' } as const satisfies SecureContextOptions;
+
+export interface WebhookServerOptions {
+  readonly decider: AdmissionDecider;
+  readonly metrics: WebhookMetrics;
+  readonly logger: Logger;
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Fallback poll of the certificate files (default 10 s); directory notifications usually come first. */
+  readonly certificatePollIntervalMs?: number;
+}
+
+export interface WebhookServerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * The admission webhook's HTTPS server: TLS 1.2 minimum, certificate and key hot-reloaded from disk with
+ * `setSecureContext` (new handshakes get the new certificate, established connections carry on), timeouts tuned for
+ * the API server's keep-alive client.
+ */
+export class WebhookServer {
+  readonly #server: Server;
+  readonly #watcher: CertificateWatcher;
+  readonly #logger: Logger;
+
+  private constructor(server: Server, watcher: CertificateWatcher, logger: Logger) {
+    this.#server = server;
+    this.#watcher = watcher;
+    this.#logger = logger;
+  }
+
+  /** Loads the certificate (throws CertificateLoadError when unusable) and builds the server; call listen() next. */
+  static async create(options: WebhookServerOptions): Promise<WebhookServer> {
+    const { logger, metrics } = options;
+    const initial = await loadCertificate(options.certFile, options.keyFile);
+    metrics.certificateLoaded(initial.notAfter);
+    const app = createAdmissionApp({ decider: options.decider, metrics, logger });
+    const server = createServer({ ...TLS_OPTIONS, cert: initial.cert, key: initial.key }, app);
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    // Handshake failures (scanners, clients distrusting the CA) are routine: log them quietly, never crash.
+    server.on('tlsClientError', (err: Error & { code?: string }) => {
+      logger.debug({ code: err.code }, 'TLS handshake failed');
+    });
+    const watcher = new CertificateWatcher({
+      certFile: options.certFile,
+      keyFile: options.keyFile,
+      initial,
+      ...(options.certificatePollIntervalMs === undefined
+        ? {}
+        : { pollIntervalMs: options.certificatePollIntervalMs }),
+      onChange: (certificate) => {
+        server.setSecureContext({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key });
+        metrics.certificateLoaded(certificate.notAfter);
+        logger.info(
+          { fingerprint256: certificate.fingerprint256, notAfter: certificate.notAfter.toISOString() },
+          'serving certificate reloaded',
+        );
+      },
+      onError: (err) => {
+        metrics.certificateReloadFailed();
+        logger.error(
+          { code: err.code, error: err.message },
+          'serving certificate changed but cannot be used; keeping the current one',
+        );
+      },
+    });
+    logger.info(
+      {
+        fingerprint256: initial.fingerprint256,
+        notAfter: initial.notAfter.toISOString(),
+        san: initial.subjectAltName,
+      },
+      'serving certificate loaded',
+    );
+    return new WebhookServer(server, watcher, logger);
+  }
+
+  /** The certificate being served. */
+  get certificate(): LoadedCertificate {
+    return this.#watcher.current;
+  }
+
+  get listening(): boolean {
+    return this.#server.listening;
+  }
+
+  async listen(port: number, host: string): Promise<WebhookServerAddress> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.#server.once('error', onError);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+    this.#watcher.start();
+    const address = this.#server.address() as AddressInfo;
+    this.#logger.info({ host: address.address, port: address.port }, 'admission webhook listening');
+    return { host: address.address, port: address.port };
+  }
+
+  /** Re-reads the certificate files now (the watcher also does this on its own when they change). */
+  async reloadCertificate(): Promise<void> {
+    await this.#watcher.reload();
+  }
+
+  /**
+   * Stops accepting connections, lets requests in flight finish for up to `graceMs`, then closes what is left.
+   * Idle keep-alive connections are closed at once.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    this.#watcher.stop();
+    if (!this.#server.listening) return;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    const deadline = setTimeout(() => this.#server.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(deadline);
+  }
+}
