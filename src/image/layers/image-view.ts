@@ -123,6 +123,11 @@ export class ImageView {
     return files;
   }
 
+  /** True when `dir` is a directory of the image (its own entry, a link to one, or implied by entries under it). */
+  hasDirectory(dir: string): boolean {
+    return this.#resolveDirectory(dir) !== undefined;
+  }
+
   /** Names of the directories (or links to directories) directly inside `dir`. */
   directoriesIn(dir: string): string[] {
     const resolvedDir = this.#resolveDirectory(dir);

@@ -1,3 +1,4 @@
+import { LruCache } from '../registry/lru.ts';
 import type { LayerRecord } from './layer-reader.ts';
 
 /**
@@ -6,21 +7,15 @@ import type { LayerRecord } from './layer-reader.ts';
  * A layer is content-addressed, so a record never goes stale.
  */
 export class LayerCache {
-  readonly #maxBytes: number;
-  readonly #records = new Map<string, { record: LayerRecord; bytes: number }>();
+  readonly #records: LruCache<string, LayerRecord>;
   readonly #inFlight = new Map<string, Promise<LayerRecord>>();
-  #bytes = 0;
 
   constructor(maxBytes: number) {
-    this.#maxBytes = maxBytes;
+    this.#records = new LruCache(Number.MAX_SAFE_INTEGER, maxBytes);
   }
 
   get(digest: string): LayerRecord | undefined {
-    const hit = this.#records.get(digest);
-    if (!hit) return undefined;
-    this.#records.delete(digest);
-    this.#records.set(digest, hit);
-    return hit.record;
+    return this.#records.get(digest);
   }
 
   /** The read of `digest` in progress, if any. */
@@ -33,7 +28,7 @@ export class LayerCache {
     const running = this.#inFlight.get(digest);
     if (running) return running;
     const promise = read().then((record) => {
-      this.#store(record);
+      this.#records.set(digest, record, recordSize(record));
       return record;
     });
     this.#inFlight.set(digest, promise);
@@ -41,23 +36,6 @@ export class LayerCache {
       return await promise;
     } finally {
       this.#inFlight.delete(digest);
-    }
-  }
-
-  #store(record: LayerRecord): void {
-    const bytes = recordSize(record);
-    const old = this.#records.get(record.digest);
-    if (old) {
-      this.#bytes -= old.bytes;
-      this.#records.delete(record.digest);
-    }
-    if (bytes > this.#maxBytes) return;
-    this.#records.set(record.digest, { record, bytes });
-    this.#bytes += bytes;
-    for (const [digest, entry] of this.#records) {
-      if (this.#bytes <= this.#maxBytes) break;
-      this.#records.delete(digest);
-      this.#bytes -= entry.bytes;
     }
   }
 }

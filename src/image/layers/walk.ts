@@ -8,8 +8,13 @@ import { isAtOrUnder, joinPath, normalizeImagePath, symlinkTarget } from './path
 export interface WalkOptions {
   /** Files whose content to keep, by the path a process in the container would open. */
   readonly want: (path: string) => boolean;
+  /**
+   * More files to keep when a layer is read, beyond `want`, without making a cached layer that lacks them count as
+   * incomplete: content that later walks (another module name in the same image) may use.
+   */
+  readonly keepAlso?: (path: string, entry: LayerEntry) => boolean;
   /** Asked after each layer is merged; true ends the walk there (the answer is known, lower layers are not read). */
-  readonly satisfied?: (view: ImageView) => boolean;
+  readonly satisfied?: (view: ImageView) => boolean | Promise<boolean>;
   /** Read only the top (last) layer, e.g. `release-manifests/` of a release payload. */
   readonly lastLayerOnly?: boolean;
   readonly limits?: Partial<LayerLimits>;
@@ -65,7 +70,7 @@ export class LayerWalk {
           });
         }
       }
-      if (index > bottom && this.#options.satisfied?.(this.view)) return this;
+      if (index > bottom && (await this.#options.satisfied?.(this.view))) return this;
     }
     this.view.markComplete();
     return this;
@@ -135,7 +140,10 @@ export class LayerWalk {
         image: this.#image,
         layer,
         // Keep what an earlier read kept too, so the cached record only grows.
-        capture: (path, entry) => capture(path, entry) || (cached?.contents.has(path) ?? false),
+        capture: (path, entry) =>
+          capture(path, entry) ||
+          (cached?.contents.has(path) ?? false) ||
+          (!this.view.isShadowed(path) && (this.#options.keepAlso?.(path, entry) ?? false)),
         limits: this.#limits,
         ...(this.#options.signal ? { signal: this.#options.signal } : {}),
       });
@@ -148,7 +156,7 @@ export class LayerWalk {
   }
 }
 
-export type FindFilesOptions = Omit<WalkOptions, 'want' | 'satisfied'>;
+export type FindFilesOptions = Omit<WalkOptions, 'want' | 'satisfied' | 'keepAlso'>;
 
 /**
  * Reads files from an image the way a container would see them, scanning layers top-down and stopping once every

@@ -2,7 +2,12 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import type { LayerBlob } from '../../../src/image/oci-layout/tar-layer.ts';
-import { ImageError, type ImageSource, type ResolvedImage } from '../../../src/image/source.ts';
+import {
+  ImageError,
+  type ImageSource,
+  type PullOptions,
+  type ResolvedImage,
+} from '../../../src/image/source.ts';
 
 /**
  * An ImageSource over images held in memory, for unit tests of everything above the source contract. It serves
@@ -42,7 +47,7 @@ export class MemoryImageSource implements ImageSource {
     return image;
   }
 
-  resolve(reference: string): Promise<ResolvedImage> {
+  resolve(reference: string, _options?: PullOptions): Promise<ResolvedImage> {
     this.resolves++;
     const image = this.#images.get(reference);
     return image
@@ -50,23 +55,19 @@ export class MemoryImageSource implements ImageSource {
       : Promise.reject(new ImageError('NOT_FOUND', `manifest unknown: ${reference}`));
   }
 
-  openBlob(_image: ResolvedImage, descriptor: { digest: string }): Promise<Readable> {
+  openBlob(_image: ResolvedImage, descriptor: { digest: string }, _options?: unknown): Promise<Readable> {
     const data = this.#blobs.get(descriptor.digest);
     if (!data) return Promise.reject(new ImageError('NOT_FOUND', `blob unknown: ${descriptor.digest}`));
     this.opened.push(descriptor.digest);
+    return Promise.resolve(Readable.from(this.#chunks(data), { objectMode: false }));
+  }
+
+  *#chunks(data: Buffer): Generator<Buffer> {
     const chunkSize = 1000;
-    const source = this;
-    return Promise.resolve(
-      Readable.from(
-        (function* chunks() {
-          for (let at = 0; at < data.length; at += chunkSize) {
-            const chunk = data.subarray(at, at + chunkSize);
-            source.bytesServed += chunk.length;
-            yield chunk;
-          }
-        })(),
-        { objectMode: false },
-      ),
-    );
+    for (let at = 0; at < data.length; at += chunkSize) {
+      const chunk = data.subarray(at, at + chunkSize);
+      this.bytesServed += chunk.length;
+      yield chunk;
+    }
   }
 }
