@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliIo } from './io.ts';
 import { registerCertsCommand } from './commands/certs.ts';
+import { registerRunnerCommand } from './commands/runner.ts';
 import { registerWebhookCommand } from './commands/webhook.ts';
 
 /**
@@ -12,6 +13,7 @@ export type CommandRegistration = (program: Command, io: CliIo, setExitCode: (co
 /** Every subcommand of kmm-preflight, in the order `--help` lists them. */
 export const commandRegistrations: readonly CommandRegistration[] = [
   // image, release, check, runner, webhook, certs: each issue adds its registration here.
+  registerRunnerCommand,
   registerWebhookCommand,
   registerCertsCommand,
 ];

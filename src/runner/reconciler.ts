@@ -1,0 +1,387 @@
+import type { Logger } from 'pino';
+import type { Module } from '../api/module.ts';
+import {
+  PreflightConditionType,
+  type PreflightValidationOCP,
+  type PreflightValidationOCPStatus,
+} from '../api/preflight.ts';
+import type { Platform } from '../image/source.ts';
+import type { RunnerMetrics } from '../platform/metrics.ts';
+import { isConflict } from '../platform/kube/client.ts';
+import type { ValidationRequest } from '../preflight/engine.ts';
+import { StageOutcomes, type StageOutcome } from '../preflight/outcome.ts';
+import {
+  computeStatus,
+  moduleKey,
+  type ModuleIdentity,
+  type ModuleKey,
+  type ModuleResult,
+  type StatusTransitions,
+} from '../preflight/status.ts';
+import type { KernelCache, ResolvedKernel } from './kernels.ts';
+import type { TaskPool } from './pool.ts';
+import {
+  afterOutcome,
+  planValidations,
+  sameBasis,
+  type Attempt,
+  type SchedulePolicy,
+  type ValidationBasis,
+} from './schedule.ts';
+import type { WorkQueue } from './work-queue.ts';
+
+/**
+ * Reconciles one PreflightValidationOCP: read it fresh, compute its status from the Modules in the cache and the
+ * validation results that came in, write the status once if it changed, then start the validations that are due.
+ * Validations run outside the reconcile in a bounded pool; each result re-queues the resource after a short batch
+ * delay, so many results land in one status write and a slow module never holds up the others.
+ */
+
+/** Reads and writes PreflightValidationOCP resources; the kube implementation is in kube-resources.ts. */
+export interface PreflightResources {
+  get(name: string): Promise<PreflightValidationOCP | undefined>;
+  /** Replaces /status, guarded by the resource's resourceVersion (a stale one is a 409 conflict). */
+  replaceStatus(
+    resource: PreflightValidationOCP,
+    status: PreflightValidationOCPStatus,
+  ): Promise<PreflightValidationOCP>;
+}
+
+export interface EventSink {
+  /** Best effort: never throws, never blocks the reconcile. */
+  emit(resource: PreflightValidationOCP, type: 'Normal' | 'Warning', reason: string, message: string): void;
+}
+
+export type ModuleValidator = (request: ValidationRequest) => Promise<StageOutcome>;
+
+export interface ReconcilerConfig {
+  readonly platform: Platform;
+  readonly schedule: SchedulePolicy;
+  /** How long a validation result waits for others before the status is written. */
+  readonly batchDelayMs: number;
+  /** A validation running longer than this is abandoned and retried with backoff. */
+  readonly validationTimeoutMs: number;
+}
+
+export interface ReconcilerDeps {
+  readonly resources: PreflightResources;
+  /** The Modules in the watched namespaces, from the informer caches. */
+  readonly modules: () => readonly Module[];
+  readonly validate: ModuleValidator;
+  readonly kernels: KernelCache;
+  readonly events: EventSink;
+  readonly queue: WorkQueue;
+  readonly pool: TaskPool;
+  readonly logger: Logger;
+  readonly metrics: RunnerMetrics;
+  readonly now: () => number;
+  readonly config: ReconcilerConfig;
+}
+
+interface InFlight {
+  readonly controller: AbortController;
+  readonly basis: ValidationBasis;
+}
+
+/** What the runner remembers of one resource between reconciles. */
+interface ResourceState {
+  readonly uid: string | undefined;
+  readonly inFlight: Map<ModuleKey, InFlight>;
+  /** Results not yet written, in arrival order. */
+  readonly results: ModuleResult[];
+  readonly schedule: Map<ModuleKey, Attempt>;
+}
+
+export interface ReconcileResult {
+  /** Reconcile again after this long (the next retry or release resolution), if anything is pending. */
+  readonly requeueAfterMs?: number;
+  /** Whether the status was written. */
+  readonly wrote: boolean;
+}
+
+const MAX_CONFLICT_RETRIES = 5;
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+  readonly #states = new Map<string, ResourceState>();
+
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  /** Validations running or waiting for a slot, over all resources. */
+  get inFlight(): number {
+    let count = 0;
+    for (const state of this.#states.values()) count += state.inFlight.size;
+    return count;
+  }
+
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const { resources, kernels, now } = this.#deps;
+    let resource = await resources.get(name);
+    if (resource === undefined || resource.metadata.deletionTimestamp !== undefined) {
+      this.#forget(name);
+      return { wrote: false };
+    }
+    const state = this.#stateFor(name, resource);
+    const generation = resource.metadata.generation ?? 1;
+    const recorded = recordedKernel(resource, generation);
+    if (recorded !== undefined) kernels.remember(resource.spec, recorded);
+    const { kernel, retryInMs } = kernels.stateFor(resource.spec, name);
+
+    const modules = this.#deps.modules().filter((m) => m.metadata.deletionTimestamp === undefined);
+    const identities = modules.map(identityOf);
+    const targetKernel = kernel.state === 'resolved' ? kernel.targetKernel : undefined;
+    this.#abortStale(state, identities, generation, targetKernel);
+
+    let wrote = false;
+    let status: PreflightValidationOCPStatus | undefined;
+    for (let attempt = 0; ; attempt += 1) {
+      const results = state.results.slice();
+      const decision = computeStatus(
+        { generation, kernel },
+        identities,
+        resource.status,
+        results,
+        new Date(now()),
+      );
+      status = decision.status;
+      if (!decision.changed) {
+        state.results.splice(0, results.length);
+        break;
+      }
+      try {
+        resource = await resources.replaceStatus(resource, decision.status);
+        this.#deps.metrics.statusWrites.inc({ result: 'ok' });
+        state.results.splice(0, results.length);
+        wrote = true;
+        this.#announce(resource, decision.transitions, decision.status);
+        break;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= MAX_CONFLICT_RETRIES) {
+          this.#deps.metrics.statusWrites.inc({ result: 'error' });
+          throw err;
+        }
+        this.#deps.metrics.statusWrites.inc({ result: 'conflict' });
+        const fresh = await resources.get(name);
+        if (fresh === undefined) {
+          this.#forget(name);
+          return { wrote };
+        }
+        resource = fresh;
+      }
+    }
+
+    let requeueAfterMs = retryInMs;
+    if (targetKernel !== undefined) {
+      const basisOf = (m: ModuleIdentity): ValidationBasis => ({
+        resourceGeneration: generation,
+        moduleGeneration: m.generation,
+        targetKernel,
+      });
+      const plan = planValidations(
+        status.modules ?? [],
+        identities,
+        basisOf,
+        state.schedule,
+        new Set(state.inFlight.keys()),
+        now(),
+      );
+      const byKey = new Map(modules.map((m) => [moduleKey(identityOf(m)), m]));
+      for (const due of plan.due) {
+        const module = byKey.get(moduleKey(due));
+        if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), targetKernel);
+      }
+      if (plan.nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, plan.nextDueMs - now());
+    }
+    return requeueAfterMs === undefined ? { wrote } : { wrote, requeueAfterMs: Math.max(0, requeueAfterMs) };
+  }
+
+  /** Abandons every validation (shutdown). */
+  stop(): void {
+    for (const name of [...this.#states.keys()]) this.#forget(name);
+  }
+
+  #stateFor(name: string, resource: PreflightValidationOCP): ResourceState {
+    const existing = this.#states.get(name);
+    // A resource deleted and created again under the same name starts afresh.
+    if (existing !== undefined && existing.uid === resource.metadata.uid) return existing;
+    if (existing !== undefined) this.#forget(name);
+    const state: ResourceState = {
+      uid: resource.metadata.uid,
+      inFlight: new Map(),
+      results: [],
+      schedule: new Map(),
+    };
+    this.#states.set(name, state);
+    return state;
+  }
+
+  #forget(name: string): void {
+    const state = this.#states.get(name);
+    if (state === undefined) return;
+    for (const { controller } of state.inFlight.values()) controller.abort();
+    this.#states.delete(name);
+  }
+
+  /** Validations whose Module changed, went away, or whose resource or kernel moved are abandoned. */
+  #abortStale(
+    state: ResourceState,
+    modules: readonly ModuleIdentity[],
+    generation: number,
+    targetKernel: string | undefined,
+  ): void {
+    const current = new Map(modules.map((m) => [moduleKey(m), m]));
+    for (const [key, running] of state.inFlight) {
+      const module = current.get(key);
+      const stale =
+        module === undefined ||
+        targetKernel === undefined ||
+        !sameBasis(running.basis, {
+          resourceGeneration: generation,
+          moduleGeneration: module.generation,
+          targetKernel,
+        });
+      if (stale) {
+        running.controller.abort();
+        state.inFlight.delete(key);
+      }
+    }
+  }
+
+  #start(
+    name: string,
+    resource: PreflightValidationOCP,
+    state: ResourceState,
+    module: Module,
+    basis: ValidationBasis,
+    kernel: string,
+  ): void {
+    const { pool, validate, metrics, queue, now, config, logger } = this.#deps;
+    const key = moduleKey(identityOf(module));
+    const controller = new AbortController();
+    state.inFlight.set(key, { controller, basis });
+    const owner = resource.metadata.uid === undefined ? { name } : { name, uid: resource.metadata.uid };
+    pool.submit(async () => {
+      if (controller.signal.aborted) return;
+      metrics.validationsInFlight.inc();
+      const started = now();
+      let outcome: StageOutcome;
+      try {
+        outcome = await validate({
+          module,
+          kernel,
+          pushBuiltImage: resource.spec.pushBuiltImage === true,
+          platform: config.platform,
+          owner,
+          signal: AbortSignal.any([controller.signal, AbortSignal.timeout(config.validationTimeoutMs)]),
+        });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        outcome = StageOutcomes.requeued(`validation failed: ${message} (will retry)`);
+      } finally {
+        metrics.validationsInFlight.dec();
+      }
+      if (controller.signal.aborted || state.inFlight.get(key)?.controller !== controller) return;
+      state.inFlight.delete(key);
+      state.results.push({
+        namespace: refOf(module).namespace,
+        name: module.metadata.name,
+        moduleGeneration: basis.moduleGeneration,
+        resourceGeneration: basis.resourceGeneration,
+        targetKernel: basis.targetKernel,
+        outcome,
+      });
+      state.schedule.set(key, afterOutcome(outcome, basis, state.schedule.get(key), now(), config.schedule));
+      metrics.moduleVerdicts.inc({ status: outcome.verificationStatus, stage: outcome.verificationStage });
+      logger.debug(
+        {
+          resource: name,
+          module: key,
+          status: outcome.verificationStatus,
+          stage: outcome.verificationStage,
+          ms: now() - started,
+        },
+        'module validated',
+      );
+      queue.addAfter(name, config.batchDelayMs);
+    });
+  }
+
+  #announce(
+    resource: PreflightValidationOCP,
+    transitions: StatusTransitions,
+    status: PreflightValidationOCPStatus,
+  ): void {
+    const { events, logger } = this.#deps;
+    const name = resource.metadata.name;
+    const condition = (type: string) => status.conditions?.find((c) => c.type === type);
+    if (transitions.kernelResolved) {
+      const message = condition(PreflightConditionType.KernelResolved)?.message ?? 'kernel resolved';
+      events.emit(resource, 'Normal', 'KernelResolved', message);
+      logger.info({ resource: name, kernel: status.targetKernel }, message);
+    }
+    if (transitions.verified.length > 0) {
+      events.emit(resource, 'Normal', 'ModuleVerified', summarize('verified', transitions.verified));
+      logger.info({ resource: name, modules: transitions.verified.length }, 'modules verified');
+    }
+    if (transitions.failed.length > 0) {
+      const listed = transitions.failed.map(({ key, reason }) => `${key}: ${reason}`);
+      events.emit(resource, 'Warning', 'ModuleFailed', summarize('failed validation', listed));
+      for (const { key, reason } of transitions.failed) {
+        logger.info({ resource: name, module: key, reason }, 'module failed validation');
+      }
+    }
+    if (transitions.completed) {
+      const message = condition(PreflightConditionType.Complete)?.message ?? 'validation complete';
+      events.emit(resource, 'Normal', 'ValidationComplete', message);
+      logger.info({ resource: name, total: status.total }, message);
+    }
+  }
+}
+
+function identityOf(module: Module): ModuleIdentity {
+  return { ...refOf(module), generation: module.metadata.generation ?? 1 };
+}
+
+function refOf(module: Module): { namespace: string; name: string } {
+  return { namespace: module.metadata.namespace, name: module.metadata.name };
+}
+
+/** The kernel this runner (or another replica) already wrote for this generation. */
+function recordedKernel(resource: PreflightValidationOCP, generation: number): ResolvedKernel | undefined {
+  const status = resource.status;
+  const resolved = status?.conditions?.find((c) => c.type === PreflightConditionType.KernelResolved);
+  if (
+    status?.observedGeneration !== generation ||
+    resolved?.status !== 'True' ||
+    status.targetKernel === undefined ||
+    status.kernelVersion === undefined
+  ) {
+    return undefined;
+  }
+  const optional = {
+    rtKernelVersion: status.rtKernelVersion,
+    dtkImage: status.dtkImage,
+    releaseVersion: status.releaseVersion,
+    releaseDigest: status.releaseDigest,
+  };
+  return {
+    state: 'resolved',
+    targetKernel: status.targetKernel,
+    kernelVersion: status.kernelVersion,
+    ...Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)),
+  };
+}
+
+const LISTED_IN_EVENT = 10;
+
+function summarize(what: string, items: readonly string[]): string {
+  const shown = items.slice(0, LISTED_IN_EVENT).join('; ');
+  const more = items.length > LISTED_IN_EVENT ? `; and ${items.length - LISTED_IN_EVENT} more` : '';
+  return `${items.length} Module${items.length === 1 ? '' : 's'} ${what}: ${shown}${more}`;
+}
+
+function minDefined(a: number | undefined, b: number): number {
+  return a === undefined ? b : Math.min(a, b);
+}
