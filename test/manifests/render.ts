@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { writeServingCertificates } from '../../certs/files.ts';
+import { runCli } from '../support/cli.ts';
 
 const run = promisify(execFile);
 
@@ -62,23 +62,21 @@ export interface RenderedOverlays {
 
 /**
  * Renders both overlays as an administrator would. The self-signed one needs certificate files, which are never
- * committed: it is rendered from a copy of manifests/ with certificates made by the project's own certs code.
+ * committed: it is rendered from a copy of manifests/ with certificates made by `kmm-preflight certs`.
  */
 export async function renderOverlays(): Promise<RenderedOverlays> {
   const workDir = await mkdtemp(join(tmpdir(), 'kmm-manifests-'));
   try {
     const copy = join(workDir, 'manifests');
     await cp(manifestsDir, copy, { recursive: true });
-    const written = await writeServingCertificates({
-      outDir: join(copy, 'self-signed', 'certs'),
-      dnsNames: [webhookServiceDnsName],
-      ipAddresses: [],
-      days: 1,
-    });
+    // The README's command, run in-process.
+    const certsDir = join(copy, 'self-signed', 'certs');
+    const certs = await runCli(['certs', '--out', certsDir, '--dns', webhookServiceDnsName]);
+    if (certs.code !== 0) throw new Error(`kmm-preflight certs failed: ${certs.stderr}`);
     return {
       default: await kustomize(join(copy, 'default'), 'kustomize default'),
       selfSigned: await kustomize(join(copy, 'self-signed'), 'kustomize self-signed'),
-      selfSignedCaPem: await readFile(written.caCertFile, 'utf8'),
+      selfSignedCaPem: await readFile(join(certsDir, 'ca.crt'), 'utf8'),
     };
   } finally {
     await rm(workDir, { recursive: true, force: true });
