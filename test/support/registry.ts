@@ -1,0 +1,318 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { Agent, request } from 'undici';
+
+import type { RegistryTLS } from '../../src/image/source.ts';
+
+/**
+ * A real Distribution registry for e2e suites, and skopeo to put images in it (an independent writer).
+ *
+ *   const registry = await startRegistry('tls-auth');          // or 'http', 'tls'
+ *   await pushLayout(`oci:${layoutDir}:v1`, 'mods/driver:v1', registry);              // OCI types kept, digests kept
+ *   await pushLayout(`oci:${layoutDir}:v1`, 'mods/driver:v2s2', registry, { format: 'v2s2' }); // Docker types
+ *   const source = new RegistryClient(registry.clientOptions);
+ *   await source.resolve(`${registry.host}/mods/driver:v1`, { platform, ...registry.pullOptions });
+ *   await registry.stop();                                      // kills it and deletes its directory
+ *
+ * Modes: `http` plain HTTP (pull with `tls: {insecure: true}`); `tls` HTTPS with a CA the suite made (trust it
+ * with `caCertificates: [registry.caCert]`); `tls-auth` the same plus htpasswd (bcrypt) Basic auth, with
+ * `registry.credentials` a Docker config JSON holding the valid user. Everything binds to 127.0.0.1.
+ */
+
+const run = promisify(execFile);
+
+export type RegistryMode = 'http' | 'tls' | 'tls-auth';
+
+export interface TestCertificates {
+  /** Directory holding ca.crt at its top (usable as skopeo's --cert-dir); the server's key pair is below it. */
+  readonly dir: string;
+  /** The CA certificate, PEM. */
+  readonly caCert: string;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface TestRegistry {
+  readonly mode: RegistryMode;
+  /** `127.0.0.1:<port>`, the registry part of image references. */
+  readonly host: string;
+  /** `http://…` or `https://…`. */
+  readonly url: string;
+  /** Present in the TLS modes. */
+  readonly certificates?: TestCertificates;
+  readonly caCert?: string;
+  /** Present in `tls-auth`. */
+  readonly username?: string;
+  readonly password?: string;
+  /** Docker config JSON with this registry's credentials (`{auths: {}}` without auth). */
+  readonly dockerConfig: { auths: Record<string, { auth: string }> };
+  /** Path of a file holding `dockerConfig` (for REGISTRY_AUTH_FILE and --auth-file). */
+  readonly authFile: string;
+  /** What a pull needs: `insecure` for plain HTTP. */
+  readonly pullOptions: { readonly tls: RegistryTLS };
+  /** What a RegistryClient needs: the suite CA. */
+  readonly clientOptions: { readonly caCertificates: readonly string[] };
+  /** The registry's own log so far (stderr), for failure messages. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartRegistryOptions {
+  readonly username?: string;
+  readonly password?: string;
+  /** How long to wait for the registry to answer /v2/; default 30 s. */
+  readonly readyTimeoutMs?: number;
+}
+
+const REGISTRY_BINARY = '/usr/bin/docker-registry';
+
+/** Makes a CA and a server certificate for 127.0.0.1 and localhost with openssl. */
+export async function createTestCertificates(dir: string): Promise<TestCertificates> {
+  // skopeo reads every *.crt of its cert dir as a CA and *.key as a client key, so only ca.crt sits at the top.
+  const secret = join(dir, 'private');
+  await mkdir(secret, { recursive: true });
+  const caKey = join(secret, 'ca-key.pem');
+  const caFile = join(dir, 'ca.crt');
+  const keyFile = join(secret, 'server-key.pem');
+  const csr = join(secret, 'server.csr');
+  const certFile = join(secret, 'server-cert.pem');
+  const ext = join(secret, 'server.ext');
+  const openssl = (args: string[]): Promise<unknown> => run('openssl', args, { timeout: 60_000 });
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kmm-preflight test CA',
+    '-keyout',
+    caKey,
+    '-out',
+    caFile,
+  ]);
+  await openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    keyFile,
+    '-out',
+    csr,
+  ]);
+  await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    caFile,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-CAserial',
+    join(secret, 'ca.srl'),
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-out',
+    certFile,
+  ]);
+  return { dir, caCert: await readFile(caFile, 'utf8'), caFile, certFile, keyFile };
+}
+
+/** Starts `docker-registry serve` on 127.0.0.1 in `mode` and waits until /v2/ answers. */
+export async function startRegistry(
+  mode: RegistryMode,
+  options: StartRegistryOptions = {},
+): Promise<TestRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), `kmm-registry-${mode}-`));
+  try {
+    return await startIn(dir, mode, options);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startIn(
+  dir: string,
+  mode: RegistryMode,
+  options: StartRegistryOptions,
+): Promise<TestRegistry> {
+  const tls = mode !== 'http';
+  const certificates = tls ? await createTestCertificates(join(dir, 'certs')) : undefined;
+  const username = mode === 'tls-auth' ? (options.username ?? 'kmm-tester') : undefined;
+  const password = mode === 'tls-auth' ? (options.password ?? randomBytes(12).toString('hex')) : undefined;
+  let htpasswd: string | undefined;
+  if (username !== undefined && password !== undefined) {
+    htpasswd = join(dir, 'htpasswd');
+    const { stdout } = await run('htpasswd', ['-Bbn', username, password]);
+    await writeFile(htpasswd, stdout);
+  }
+  const readyTimeout = options.readyTimeoutMs ?? 30_000;
+  // A free port is found by binding 0 and releasing it; another process may take it in between, so retry.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const host = `127.0.0.1:${port}`;
+    const configFile = join(dir, 'config.yml');
+    await writeFile(configFile, registryConfig(dir, host, certificates, htpasswd));
+    const child = spawn(REGISTRY_BINARY, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+      log = (log + text).slice(-20_000);
+    });
+    const url = `${tls ? 'https' : 'http'}://${host}`;
+    const agent = new Agent(certificates ? { connect: { ca: certificates.caCert } } : {});
+    try {
+      await waitReady(url, agent, child, readyTimeout);
+    } catch (err) {
+      await stopProcess(child);
+      if (attempt < 3 && /address already in use/.test(log)) continue;
+      throw new Error(`docker-registry (${mode}) did not start: ${(err as Error).message}\n${log}`, {
+        cause: err,
+      });
+    } finally {
+      await agent.close();
+    }
+    const auths =
+      username !== undefined
+        ? { [host]: { auth: Buffer.from(`${username}:${password}`).toString('base64') } }
+        : {};
+    const authFile = join(dir, 'auth.json');
+    await writeFile(authFile, JSON.stringify({ auths }));
+    return {
+      mode,
+      host,
+      url,
+      ...(certificates ? { certificates, caCert: certificates.caCert } : {}),
+      ...(username !== undefined ? { username, password } : {}),
+      dockerConfig: { auths },
+      authFile,
+      pullOptions: { tls: tls ? {} : { insecure: true } },
+      clientOptions: { caCertificates: certificates ? [certificates.caCert] : [] },
+      log: () => log,
+      stop: async () => {
+        await stopProcess(child);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+function registryConfig(
+  dir: string,
+  host: string,
+  certificates: TestCertificates | undefined,
+  htpasswd: string | undefined,
+): string {
+  return [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'data')}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: ${host}`,
+    `  secret: ${randomBytes(16).toString('hex')}`,
+    ...(certificates
+      ? ['  tls:', `    certificate: ${certificates.certFile}`, `    key: ${certificates.keyFile}`]
+      : []),
+    ...(htpasswd ? ['auth:', '  htpasswd:', '    realm: kmm-test-registry', `    path: ${htpasswd}`] : []),
+    '',
+  ].join('\n');
+}
+
+async function waitReady(url: string, agent: Agent, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`exited with code ${child.exitCode}`);
+    try {
+      const response = await request(`${url}/v2/`, {
+        dispatcher: agent,
+        headersTimeout: 2000,
+        bodyTimeout: 2000,
+      });
+      await response.body.dump();
+      if (response.statusCode === 200 || response.statusCode === 401) return;
+      last = `answered ${response.statusCode}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100)); // polling interval, not a wait for an outcome
+  }
+  throw new Error(`no answer from ${url}/v2/ within ${timeoutMs} ms (${last})`);
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const killTimer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(killTimer);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+export interface PushOptions {
+  /** `v2s2` converts to Docker media types (an OCI index becomes a manifest list); default: keep the source's. */
+  readonly format?: 'v2s2' | 'oci';
+}
+
+/**
+ * Copies `source` (e.g. `oci:/dir:tag`) to `<registry.host>/<destination>` with skopeo (all platforms of an
+ * index). Without `format` the manifests are pushed byte for byte, so their digests equal the layout's.
+ */
+export async function pushLayout(
+  source: string,
+  destination: string,
+  registry: TestRegistry,
+  options: PushOptions = {},
+): Promise<void> {
+  const args = ['copy', '--quiet', '--all', '--insecure-policy'];
+  if (options.format !== undefined) args.push('--format', options.format);
+  else args.push('--preserve-digests');
+  if (registry.certificates) args.push('--dest-cert-dir', registry.certificates.dir);
+  else args.push('--dest-tls-verify=false');
+  // Credentials go through the auth file, not the command line, so no error message can carry them.
+  if (registry.username !== undefined) args.push('--dest-authfile', registry.authFile);
+  args.push(source, `docker://${registry.host}/${destination}`);
+  try {
+    await run('skopeo', args, { timeout: 120_000, maxBuffer: 16 << 20 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(`skopeo ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
+  }
+}
