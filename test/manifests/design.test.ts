@@ -17,6 +17,7 @@ import { commandRegistrations } from '../../src/cli/commands.ts';
 import {
   renderOverlays,
   webhookServiceDnsName,
+  withWorkDir,
   type ManifestDocument,
   type RenderedOverlays,
 } from './render.ts';
@@ -81,7 +82,7 @@ describe('manifests: design', function () {
   let overlays: [string, ManifestDocument[]][];
 
   before(async () => {
-    rendered = await renderOverlays();
+    rendered = await withWorkDir(renderOverlays);
     overlays = [
       ['default', rendered.default],
       ['self-signed', rendered.selfSigned],

@@ -56,29 +56,37 @@ export async function kustomize(dir: string, label: string): Promise<ManifestDoc
 export interface RenderedOverlays {
   readonly default: ManifestDocument[];
   readonly selfSigned: ManifestDocument[];
+  /** Where the self-signed rendering's ca.crt, tls.crt and tls.key are (inside the caller's work directory). */
+  readonly certsDir: string;
   /** The CA certificate (PEM) the self-signed rendering was made with. */
   readonly selfSignedCaPem: string;
 }
 
 /**
- * Renders both overlays as an administrator would. The self-signed one needs certificate files, which are never
- * committed: it is rendered from a copy of manifests/ with certificates made by `kmm-preflight certs`.
+ * Renders both overlays as an administrator would, in `workDir` (the caller's, and the caller removes it). The
+ * self-signed overlay needs certificate files, which are never committed: it is rendered from a copy of manifests/
+ * with certificates made by the README's `kmm-preflight certs` command.
  */
-export async function renderOverlays(): Promise<RenderedOverlays> {
-  const workDir = await mkdtemp(join(tmpdir(), 'kmm-manifests-'));
+export async function renderOverlays(workDir: string): Promise<RenderedOverlays> {
+  const copy = join(workDir, 'manifests');
+  await cp(manifestsDir, copy, { recursive: true });
+  const certsDir = join(copy, 'self-signed', 'certs');
+  const certs = await runCli(['certs', '--out', certsDir, '--dns', webhookServiceDnsName]);
+  if (certs.code !== 0) throw new Error(`kmm-preflight certs failed: ${certs.stderr}`);
+  return {
+    default: await kustomize(join(copy, 'default'), 'kustomize default'),
+    selfSigned: await kustomize(join(copy, 'self-signed'), 'kustomize self-signed'),
+    certsDir,
+    selfSignedCaPem: await readFile(join(certsDir, 'ca.crt'), 'utf8'),
+  };
+}
+
+/** A temporary work directory for `use`, removed afterwards. */
+export async function withWorkDir<T>(use: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'kmm-manifests-'));
   try {
-    const copy = join(workDir, 'manifests');
-    await cp(manifestsDir, copy, { recursive: true });
-    // The README's command, run in-process.
-    const certsDir = join(copy, 'self-signed', 'certs');
-    const certs = await runCli(['certs', '--out', certsDir, '--dns', webhookServiceDnsName]);
-    if (certs.code !== 0) throw new Error(`kmm-preflight certs failed: ${certs.stderr}`);
-    return {
-      default: await kustomize(join(copy, 'default'), 'kustomize default'),
-      selfSigned: await kustomize(join(copy, 'self-signed'), 'kustomize self-signed'),
-      selfSignedCaPem: await readFile(join(certsDir, 'ca.crt'), 'utf8'),
-    };
+    return await use(dir);
   } finally {
-    await rm(workDir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 }

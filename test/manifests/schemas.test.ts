@@ -1,6 +1,12 @@
 import { expect } from 'chai';
 import { KubernetesSchemas } from './kubernetes-schema.ts';
-import { loadManifestFile, manifestFiles, renderOverlays, type ManifestDocument } from './render.ts';
+import {
+  loadManifestFile,
+  manifestFiles,
+  renderOverlays,
+  withWorkDir,
+  type ManifestDocument,
+} from './render.ts';
 
 /**
  * kustomize writes generated base64 (Secret data, and the caBundle copied from it) wrapped at 76 columns. The API
@@ -53,7 +59,7 @@ describe('manifests: official schemas', function () {
   });
 
   it('the output of `kubectl kustomize` for each overlay validates', async () => {
-    const rendered = await renderOverlays();
+    const rendered = await withWorkDir(renderOverlays);
     expect(rendered.default.length).to.be.greaterThan(15);
     expect(rendered.selfSigned.length).to.be.greaterThan(12);
     expectValid(rendered.default);
