@@ -1,0 +1,213 @@
+import { expect } from 'chai';
+import type { Module } from '../../src/api/module.ts';
+import type { PreflightValidationOCP, PreflightValidationOCPStatus } from '../../src/api/preflight.ts';
+import { KubeApiError } from '../../src/platform/kube/client.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { createRunnerMetrics } from '../../src/platform/metrics.ts';
+import type { ValidationRequest } from '../../src/preflight/engine.ts';
+import { StageOutcomes, type StageOutcome } from '../../src/preflight/outcome.ts';
+import { KernelCache, type ReleaseResolver } from '../../src/runner/kernels.ts';
+import { TaskPool } from '../../src/runner/pool.ts';
+import { Reconciler, type EventSink, type PreflightResources } from '../../src/runner/reconciler.ts';
+import { WorkQueue } from '../../src/runner/work-queue.ts';
+
+const K = '5.14.0-427.13.1.el9_4.x86_64';
+
+/** The resource as the API server keeps it: resourceVersion bumps on every write, stale writes get 409. */
+class MemoryResources implements PreflightResources {
+  resource: PreflightValidationOCP;
+  writes: PreflightValidationOCPStatus[] = [];
+  conflictsToInject = 0;
+  #rv = 1;
+  constructor() {
+    this.resource = {
+      apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
+      kind: 'PreflightValidationOCP',
+      metadata: { name: 'pf', uid: 'u1', generation: 1, resourceVersion: '1' },
+      spec: { releaseImage: 'reg/release:1' },
+    };
+  }
+  get(): Promise<PreflightValidationOCP | undefined> {
+    return Promise.resolve(structuredClone(this.resource));
+  }
+  replaceStatus(resource: PreflightValidationOCP, status: PreflightValidationOCPStatus) {
+    if (this.conflictsToInject > 0) {
+      this.conflictsToInject -= 1;
+      this.#bump();
+      return Promise.reject(new KubeApiError(409, 'conflict', 'Conflict'));
+    }
+    if (resource.metadata.resourceVersion !== this.resource.metadata.resourceVersion) {
+      return Promise.reject(new KubeApiError(409, 'conflict', 'Conflict'));
+    }
+    this.writes.push(status);
+    this.resource = { ...this.resource, status };
+    this.#bump();
+    return this.get() as Promise<PreflightValidationOCP>;
+  }
+  #bump(): void {
+    this.#rv += 1;
+    this.resource = {
+      ...this.resource,
+      metadata: { ...this.resource.metadata, resourceVersion: String(this.#rv) },
+    };
+  }
+}
+
+const moduleNamed = (namespace: string, name: string, generation = 1): Module => ({
+  apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
+  kind: 'Module',
+  metadata: { namespace, name, generation },
+  spec: { selector: {} },
+});
+
+function setup(options: {
+  validate: (request: ValidationRequest) => Promise<StageOutcome>;
+  modules: Module[];
+}) {
+  const resources = new MemoryResources();
+  const events: string[] = [];
+  const sink: EventSink = { emit: (_r, _t, reason) => events.push(reason) };
+  const queue = new WorkQueue({ baseMs: 10, maxMs: 100, jitter: 0 });
+  let resolveRelease: () => void = () => undefined;
+  const resolver: ReleaseResolver = () =>
+    new Promise((resolve) => {
+      resolveRelease = () =>
+        resolve({ state: 'resolved', targetKernel: K, kernelVersion: K, releaseVersion: '4.19.0' });
+    });
+  const kernels = new KernelCache(resolver, { baseMs: 10, maxMs: 100, jitter: 0 });
+  kernels.onSettled((name) => queue.add(name));
+  const reconciler = new Reconciler({
+    resources,
+    modules: () => options.modules,
+    validate: options.validate,
+    kernels,
+    events: sink,
+    queue,
+    pool: new TaskPool(4),
+    logger: createLogger({ level: 'silent' }),
+    metrics: createRunnerMetrics({ defaultMetrics: false }),
+    now: Date.now,
+    config: {
+      platform: { os: 'linux', architecture: 'amd64' },
+      schedule: {
+        retryIntervalMs: 60_000,
+        backoff: { baseMs: 10, maxMs: 100, jitter: 0 },
+        waitingPollMs: 1_000,
+      },
+      batchDelayMs: 20,
+      validationTimeoutMs: 5_000,
+    },
+  });
+  return { resources, events, queue, reconciler, resolveRelease: () => resolveRelease() };
+}
+
+/** Runs reconciles as the worker would, until `done()` holds. */
+async function driveUntil(
+  queue: WorkQueue,
+  reconciler: Reconciler,
+  done: () => boolean,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    const key = await Promise.race([
+      queue.get(),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
+    ]);
+    if (key === undefined) continue;
+    const result = await reconciler.reconcile(key);
+    if (result.requeueAfterMs !== undefined) queue.addAfter(key, result.requeueAfterMs);
+    queue.done(key);
+  }
+}
+
+describe('runner: Reconciler', () => {
+  it('adds queued entries before the kernel is known, then validates and writes results in batches', async () => {
+    const modules = Array.from({ length: 40 }, (_, i) => moduleNamed(i % 2 === 0 ? 'ns-a' : 'ns-b', `m${i}`));
+    const validated: string[] = [];
+    const t = setup({
+      modules,
+      validate: async (request) => {
+        validated.push(`${request.module.metadata.namespace}/${request.module.metadata.name}`);
+        await new Promise((r) => setTimeout(r, 5));
+        return StageOutcomes.verified('module found');
+      },
+    });
+    const first = await t.reconciler.reconcile('pf');
+    expect(first.wrote).to.equal(true);
+    const queued = t.resources.writes[0];
+    expect(queued?.modules).to.have.length(40);
+    expect(queued?.conditions?.find((c) => c.type === 'KernelResolved')?.status).to.equal('Unknown');
+    expect(validated, 'nothing runs before the kernel is known').to.have.length(0);
+
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.verified === 40);
+    expect(new Set(validated).size).to.equal(40);
+    expect(validated, 'each module validated once').to.have.length(40);
+    const status = t.resources.resource.status;
+    expect(status).to.include({ total: 40, verified: 40, failed: 0, progress: '40/40', targetKernel: K });
+    expect(status?.conditions?.find((c) => c.type === 'Complete')?.status).to.equal('True');
+    expect(t.resources.writes.length, 'results folded into few writes').to.be.at.most(8);
+    expect(t.events).to.include.members(['KernelResolved', 'ModuleVerified', 'ValidationComplete']);
+
+    const again = await t.reconciler.reconcile('pf');
+    expect(again.wrote, 'nothing changed: no write').to.equal(false);
+  });
+
+  it('a slow module does not hold up the others', async () => {
+    const modules = [moduleNamed('ns', 'slow'), moduleNamed('ns', 'fast1'), moduleNamed('ns', 'fast2')];
+    const t = setup({
+      modules,
+      validate: (request) =>
+        request.module.metadata.name === 'slow'
+          ? new Promise<StageOutcome>(() => undefined)
+          : Promise.resolve(StageOutcomes.failedAt('Image', 'image missing')),
+    });
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.failed === 2);
+    const slow = t.resources.resource.status?.modules?.find((m) => m.name === 'slow');
+    expect(slow).to.include({ verificationStatus: 'False', verificationStage: 'Image' });
+    expect(slow).to.not.have.property('observedGeneration');
+    t.reconciler.stop();
+  });
+
+  it('retries a status write on 409 with a fresh read', async () => {
+    const t = setup({
+      modules: [moduleNamed('ns', 'a')],
+      validate: () => Promise.resolve(StageOutcomes.verified('ok')),
+    });
+    t.resources.conflictsToInject = 2;
+    const result = await t.reconciler.reconcile('pf');
+    expect(result.wrote).to.equal(true);
+    expect(t.resources.writes).to.have.length(1);
+  });
+
+  it('a Module whose generation changed while it was validated is validated again; its stale result is dropped', async () => {
+    const modules = [moduleNamed('ns', 'a', 1)];
+    let calls = 0;
+    let release: (outcome: StageOutcome) => void = () => undefined;
+    const t = setup({
+      modules,
+      validate: () => {
+        calls += 1;
+        return calls === 1
+          ? new Promise<StageOutcome>((resolve) => (release = resolve))
+          : Promise.resolve(StageOutcomes.verified('ok at generation 2'));
+      },
+    });
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => calls === 1);
+    modules[0] = moduleNamed('ns', 'a', 2);
+    t.queue.add('pf');
+    await driveUntil(t.queue, t.reconciler, () => calls === 2);
+    release(StageOutcomes.failedAt('Image', 'stale answer for generation 1'));
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.verified === 1);
+    expect(t.resources.resource.status?.modules?.[0]).to.include({
+      statusReason: 'ok at generation 2',
+      observedGeneration: 2,
+    });
+  });
+});
