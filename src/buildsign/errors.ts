@@ -1,7 +1,6 @@
 /**
- * Why a build or sign could not be started. Every one is definite: the Module (or a ConfigMap/Secret it names, or
- * the PreflightValidationOCP) must change before another attempt can do better, so no Job is created and the
- * module's entry says what to fix.
+ * Why a build or sign could not be started: something must change before another attempt can do better, so no
+ * Job is created and the module's entry says what to fix.
  */
 export type BuildSignErrorCode =
   | 'PUSH_REQUIRED'
@@ -18,12 +17,27 @@ export type BuildSignErrorCode =
   | 'INVALID_IMAGE'
   | 'JOB_NAME_TAKEN';
 
+/**
+ * Refusals caused by an object the Module names (a ConfigMap or Secret) or by a Job in the way, rather than by the
+ * Module's spec: they can end without an edit of the Module, and the runner watches neither, so they are retried
+ * on its interval instead of standing until the Module changes.
+ */
+const FIXABLE_OUTSIDE_THE_SPEC: ReadonlySet<BuildSignErrorCode> = new Set([
+  'DOCKERFILE_NOT_FOUND',
+  'DOCKERFILE_TOO_LARGE',
+  'SECRET_NOT_FOUND',
+  'JOB_NAME_TAKEN',
+]);
+
 export class BuildSignError extends Error {
   readonly code: BuildSignErrorCode;
+  /** True when only an edit of the Module or of the resource (or the runner's configuration) can change it. */
+  readonly definite: boolean;
   constructor(code: BuildSignErrorCode, message: string) {
     super(message);
     this.name = 'BuildSignError';
     this.code = code;
+    this.definite = !FIXABLE_OUTSIDE_THE_SPEC.has(code);
   }
 }
 

@@ -27,9 +27,10 @@ export interface BuildSignProgress {
   /** Succeeded and pushed the image. */
   readonly pushed: boolean;
   /**
-   * Failed without a Job, because the Module (or a Secret/ConfigMap it names, or the resource) must change first:
-   * retrying with `rerunFailed` cannot help. A failed Job has `definite: false`: a build can fail for passing
-   * reasons (a registry or mirror down), so the engine's periodic retry may rerun it.
+   * For `failed`: true when no Job was made because the Module's spec or the resource must change first (build
+   * plus sign without push, no files to sign...). False for a failed Job (a build can fail for passing reasons, a
+   * registry or mirror down, so the engine's periodic retry may rerun it) and for a missing ConfigMap or Secret
+   * (it may appear without any edit of the Module).
    */
   readonly definite: boolean;
   /**
@@ -54,7 +55,7 @@ function refused(stage: BuildSignStageName, error: BuildSignError): BuildSignPro
     state: 'failed',
     reason: `cannot ${stage === 'Build' ? 'build' : 'sign'}: ${error.message}`,
     pushed: false,
-    definite: true,
+    definite: error.definite,
   };
 }
 
