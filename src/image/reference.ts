@@ -38,6 +38,8 @@ export interface OciLayoutReferenceParts {
   readonly directory: string;
   /** The image's `org.opencontainers.image.ref.name` in the layout index; absent = the only image in it. */
   readonly tag?: string;
+  /** `oci:<dir>@<digest>`: the manifest with this digest among the layout's blobs (what a mirror rule yields). */
+  readonly digest?: string;
 }
 
 export type ImageReferenceParts = RegistryReferenceParts | OciLayoutReferenceParts;
@@ -80,6 +82,14 @@ export function parseImageReference(text: string): ParseReferenceResult {
 
 function parseOciLayout(text: string): ParseReferenceResult {
   const rest = text.slice('oci:'.length);
+  // A digest can only be the last `@` part: directory names may contain `@` but not `@sha256:<hex>` at the end.
+  const byDigest = /^(.+)@([a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+)$/.exec(rest);
+  if (byDigest !== null) {
+    const [, directory = '', digest = ''] = byDigest;
+    const problem = checkDigest(digest);
+    if (problem !== undefined) return invalid(text, problem);
+    return parsed({ kind: 'oci-layout', directory, digest });
+  }
   const colon = rest.indexOf(':');
   const directory = colon === -1 ? rest : rest.slice(0, colon);
   const tag = colon === -1 ? undefined : rest.slice(colon + 1);
@@ -196,6 +206,7 @@ function checkDigest(digest: string): string | undefined {
 /** The normalised text: `docker.io/library/busybox:latest`, `quay.io/a/b@sha256:...`, `oci:/dir:tag`. */
 export function formatReference(reference: ImageReferenceParts): string {
   if (reference.kind === 'oci-layout') {
+    if (reference.digest !== undefined) return `oci:${reference.directory}@${reference.digest}`;
     return reference.tag === undefined
       ? `oci:${reference.directory}`
       : `oci:${reference.directory}:${reference.tag}`;

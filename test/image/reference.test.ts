@@ -159,6 +159,18 @@ describe('image/reference', () => {
     });
   });
 
+  it('parses oci:<dir>@<digest>, what a mirror rule makes of a digest reference, and checks the digest', () => {
+    expect(parse(`oci:/mirror/art-dev@${SHA}`)).to.deep.equal({
+      kind: 'oci-layout',
+      directory: '/mirror/art-dev',
+      digest: SHA,
+      normalized: `oci:/mirror/art-dev@${SHA}`,
+    });
+    const short = parseImageReference('oci:/mirror@sha256:abc');
+    expect(short.ok).to.equal(false);
+    if (!short.ok) expect(short.error.message).to.match(/digest "sha256:abc"/);
+  });
+
   it('accessors work on both kinds', () => {
     const registry = parse(`quay.io/a/b@${SHA}`);
     const layout = parse('oci:/l:t');

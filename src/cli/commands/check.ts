@@ -116,7 +116,8 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
   const source = mirrors.length > 0 ? withMirrors(registry, mirrors) : registry;
   const progress = new ProgressLine(io.stderr);
   try {
-    const kernel = await targetKernel(flags, { source, access, mirrors });
+    // `source` already pulls through the mirrors, for the release's images and the Modules' alike.
+    const kernel = await targetKernel(flags, { source, access });
     if (kernel.state === 'failed')
       io.stderr.write(`kmm-preflight: release not resolved: ${kernel.message}\n`);
     const preflight = createPreflightDeps({
@@ -182,7 +183,6 @@ async function targetKernel(
   deps: {
     source: Parameters<typeof resolveRelease>[0]['source'];
     access: Awaited<ReturnType<typeof registryAccessFromFlags>>;
-    mirrors: readonly MirrorRule[];
   },
 ): Promise<KernelState> {
   if (flags.kernel !== undefined) {
@@ -197,7 +197,6 @@ async function targetKernel(
         platform: deps.access.platform,
         tls: deps.access.tls,
         credentials: deps.access.credentials,
-        mirrors: deps.mirrors,
       },
     );
     return {

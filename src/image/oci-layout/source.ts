@@ -13,6 +13,8 @@ export interface LayoutReference {
   /** Absolute path of the layout directory. */
   readonly dir: string;
   readonly tag?: string;
+  /** A manifest named by digest (`oci:<dir>@<digest>`, what a mirror rule makes of a digest reference). */
+  readonly digest?: string;
 }
 
 /**
@@ -28,8 +30,9 @@ export function parseLayoutReference(reference: string, baseDir: string): Layout
       `"${reference}" is not an OCI layout reference (oci:<dir>[:<tag>])`,
     );
   }
-  const { directory, tag } = parsed.data;
+  const { directory, tag, digest } = parsed.data;
   const dir = isAbsolute(directory) ? directory : resolvePath(baseDir, directory);
+  if (digest !== undefined) return { dir, digest };
   return tag === undefined ? { dir } : { dir, tag };
 }
 
@@ -38,6 +41,7 @@ function formatLayoutReference(ref: LayoutReference): string {
     kind: 'oci-layout',
     directory: ref.dir,
     ...(ref.tag === undefined ? {} : { tag: ref.tag }),
+    ...(ref.digest === undefined ? {} : { digest: ref.digest }),
   });
 }
 
@@ -85,6 +89,8 @@ export class OciLayoutSource implements ImageSource {
   }
 
   async #fetchRoot(layout: LayoutReference, what: string): Promise<FetchedManifest> {
+    // Blobs are content-addressed: a manifest named by digest needs no index.json entry.
+    if (layout.digest !== undefined) return this.#fetchByDigest(layout.dir, layout.digest, what);
     const entry = await findIndexEntry(layout, what);
     return this.#fetchByDigest(layout.dir, entry.digest, what, entry.mediaType);
   }
