@@ -56,22 +56,24 @@ export class ReleaseError extends Error {
 
 /**
  * Turns a failure reading `reference` into a ReleaseError: transient registry faults become the retryable
- * REGISTRY_UNAVAILABLE, definite answers (404, 403, no platform, bad manifest) become `definiteCode`.
+ * REGISTRY_UNAVAILABLE, definite answers (404, 403, no platform, bad manifest) become `definiteCode`. The message is
+ * `<what>: <the registry's answer><hint>`, without repeating the reference the answer already starts with.
+ * Anything that is not an ImageError is a bug and is rethrown as is.
  */
 export function releaseErrorFromImageError(
   err: unknown,
   definiteCode: ReleaseErrorCode,
   what: string,
+  reference: string,
+  hint = '',
 ): ReleaseError {
   if (err instanceof ReleaseError) return err;
-  if (err instanceof ImageError) {
-    if (!err.definite) {
-      return new ReleaseError('REGISTRY_UNAVAILABLE', `${what}: ${err.message}`, {
-        retryable: true,
-        cause: err,
-      });
-    }
-    return new ReleaseError(definiteCode, `${what}: ${err.message}`, { cause: err });
-  }
-  throw err;
+  if (!(err instanceof ImageError)) throw err;
+  const answer = err.message.startsWith(`${reference}: `)
+    ? err.message.slice(reference.length + 2)
+    : err.message;
+  const message = `${what}: ${answer}${hint}`;
+  return err.definite
+    ? new ReleaseError(definiteCode, message, { cause: err })
+    : new ReleaseError('REGISTRY_UNAVAILABLE', message, { retryable: true, cause: err });
 }

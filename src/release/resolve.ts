@@ -113,7 +113,12 @@ export async function resolveRelease(
   try {
     release = await source.resolve(releaseImage, pull);
   } catch (err) {
-    throw releaseErrorFromImageError(err, 'RELEASE_IMAGE_UNAVAILABLE', `release image ${releaseImage}`);
+    throw releaseErrorFromImageError(
+      err,
+      'RELEASE_IMAGE_UNAVAILABLE',
+      `release image ${releaseImage}`,
+      releaseImage,
+    );
   }
   const digest = release.indexDigest ?? release.digest;
   const compute = (): Promise<CachedOutcome> =>
@@ -154,6 +159,7 @@ async function readReleaseFacts(
       err,
       'RELEASE_IMAGE_UNAVAILABLE',
       `reading the last layer of ${releaseImage}`,
+      releaseImage,
     );
   }
   const imageReferences = manifests.get(IMAGE_REFERENCES_PATH);
@@ -178,7 +184,9 @@ async function readReleaseFacts(
     throw releaseErrorFromImageError(
       err,
       'DTK_IMAGE_MISSING',
-      `the driver-toolkit image ${dtkImage} named by release ${releaseImage} cannot be read` + pullHint(err),
+      `the driver-toolkit image ${dtkImage} named by release ${releaseImage} cannot be read`,
+      dtkImage,
+      pullHint(err),
     );
   }
   const where = `driver-toolkit image ${dtkImage}`;
@@ -186,7 +194,7 @@ async function readReleaseFacts(
   try {
     files = await findFiles(source, dtk, [DRIVER_TOOLKIT_RELEASE_PATH], walkOptions);
   } catch (err) {
-    throw releaseErrorFromImageError(err, 'DTK_IMAGE_MISSING', `reading ${where}`);
+    throw releaseErrorFromImageError(err, 'DTK_IMAGE_MISSING', `reading ${where}`, dtkImage);
   }
   const file = files.get(DRIVER_TOOLKIT_RELEASE_PATH);
   if (file === undefined) {
