@@ -68,14 +68,37 @@ export class MalformedAdmissionReviewError extends Error {
   }
 }
 
-/** Checks a parsed JSON body is an AdmissionReview request; throws MalformedAdmissionReviewError naming the field. */
+/** Checks a parsed JSON body is an AdmissionReview request; throws MalformedAdmissionReviewError naming the fields. */
 export function parseAdmissionReview(body: unknown): AdmissionReviewRequest {
   if (reviewChecker.Check(body)) return body;
-  const first = reviewChecker.Errors(body).First();
-  const where = first === undefined || first.path === '' ? 'body' : first.path.slice(1).replaceAll('/', '.');
   throw new MalformedAdmissionReviewError(
-    `not an AdmissionReview request (admission.k8s.io/v1): ${where}: ${first?.message ?? 'invalid'}`,
+    `not an AdmissionReview request (admission.k8s.io/v1): ${describeProblems(body).join('; ')}`,
   );
+}
+
+const MAX_REPORTED_PROBLEMS = 5;
+
+function describeProblems(body: unknown): string[] {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    return ['body: must be a JSON object'];
+  // The envelope's identity first: a wrong apiVersion or kind explains everything else that follows.
+  const { apiVersion, kind } = body as { apiVersion?: unknown; kind?: unknown };
+  if (!AdmissionReviewApiVersions.includes(apiVersion as AdmissionReviewApiVersion)) {
+    return [
+      `apiVersion: must be ${AdmissionReviewApiVersions.join(' or ')}, got ${JSON.stringify(apiVersion) ?? 'nothing'}`,
+    ];
+  }
+  if (kind !== 'AdmissionReview')
+    return [`kind: must be AdmissionReview, got ${JSON.stringify(kind) ?? 'nothing'}`];
+  const problems = new Map<string, string>();
+  for (const error of reviewChecker.Errors(body)) {
+    const path = error.path === '' ? 'body' : error.path.slice(1).replaceAll('/', '.');
+    if (!problems.has(path)) {
+      problems.set(path, error.message === 'Expected required property' ? 'is required' : error.message);
+    }
+    if (problems.size === MAX_REPORTED_PROBLEMS) break;
+  }
+  return [...problems].map(([path, message]) => `${path}: ${message}`);
 }
 
 /** What the rules decided about one request. */
