@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -315,4 +316,103 @@ export async function pushLayout(
     const stderr = (err as { stderr?: string }).stderr ?? '';
     throw new Error(`skopeo ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
   }
+}
+
+/** What the fault proxy does to the next `times` requests whose path matches `path`. */
+export type Fault =
+  | {
+      readonly path: RegExp;
+      readonly times: number;
+      readonly kind: 'status';
+      readonly status: number;
+      readonly headers?: Record<string, string>;
+    }
+  /** Passes the response on, then resets the connection after `afterBytes` body bytes. */
+  | { readonly path: RegExp; readonly times: number; readonly kind: 'reset'; readonly afterBytes: number }
+  /** Passes the response on, then goes silent after `afterBytes` body bytes (until the client gives up). */
+  | { readonly path: RegExp; readonly times: number; readonly kind: 'stall'; readonly afterBytes: number }
+  /** Passes the response on with one body byte changed at `atByte`. */
+  | { readonly path: RegExp; readonly times: number; readonly kind: 'corrupt'; readonly atByte: number };
+
+export interface FaultProxy {
+  /** `127.0.0.1:<port>`: use it as the registry part of references (with `tls: {insecure: true}`). */
+  readonly host: string;
+  /** Faults served so far, by kind. */
+  readonly served: Record<Fault['kind'], number>;
+  /** Requests seen: method, path and Range. */
+  readonly requests: Array<{ method: string; path: string; range?: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback HTTP proxy in front of a plain-HTTP test registry that injects faults on cue and otherwise passes
+ * requests and responses through untouched.
+ */
+export async function startFaultProxy(registry: TestRegistry, faults: readonly Fault[]): Promise<FaultProxy> {
+  if (registry.mode !== 'http') throw new Error('the fault proxy fronts a plain-HTTP registry');
+  const remaining = faults.map((f) => ({ fault: f, left: f.times }));
+  const served: FaultProxy['served'] = { status: 0, reset: 0, stall: 0, corrupt: 0 };
+  const requests: FaultProxy['requests'] = [];
+  const [targetHost, targetPort] = registry.host.split(':');
+  const server = createHttpServer((req, res) => {
+    const path = req.url ?? '/';
+    requests.push({
+      method: req.method ?? 'GET',
+      path,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+    });
+    const slot = remaining.find((r) => r.left > 0 && r.fault.path.test(path));
+    if (slot) slot.left--;
+    const fault = slot?.fault;
+    if (fault?.kind === 'status') {
+      served.status++;
+      res.writeHead(fault.status, fault.headers ?? {}).end();
+      return;
+    }
+    const upstream = httpRequest(
+      { host: targetHost, port: Number(targetPort), method: req.method, path, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (fault === undefined) {
+          answer.pipe(res);
+          return;
+        }
+        served[fault.kind]++;
+        let passed = 0;
+        answer.on('data', (chunk: Buffer) => {
+          const limit = fault.kind === 'corrupt' ? Number.POSITIVE_INFINITY : fault.afterBytes;
+          if (passed >= limit) return;
+          let piece = chunk.subarray(0, Math.max(0, limit - passed));
+          if (fault.kind === 'corrupt' && fault.atByte >= passed && fault.atByte < passed + piece.length) {
+            piece = Buffer.from(piece);
+            const i = fault.atByte - passed;
+            piece.writeUInt8(piece.readUInt8(i) ^ 0xff, i);
+          }
+          passed += piece.length;
+          res.write(piece);
+          if (passed >= limit) {
+            answer.destroy();
+            if (fault.kind === 'reset') res.socket?.resetAndDestroy();
+            // 'stall': keep the socket open and silent; the client's body timeout must end it.
+          }
+        });
+        answer.on('end', () => res.end());
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('the fault proxy has no address');
+  return {
+    host: `127.0.0.1:${address.port}`,
+    served,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
