@@ -234,7 +234,7 @@ describe('release resolution against a real registry', function () {
       expect(run.out['error']).to.match(/release image .*ocp-release:0\.0\.0-none/);
     });
 
-    it('wrong credentials are a definite answer, not a retry', async () => {
+    it('no credentials for an authenticated registry is a definite answer, not a retry', async () => {
       const { releaseRef } = await publish('4.19.3-x86_64', { version: '4.19.3' });
       const client = new RegistryClient(registry.clientOptions);
       try {

@@ -3,11 +3,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { buildReleaseFixture } from '../../src/fixtures/release.ts';
+import { ART_REPOSITORY, buildReleaseFixture } from '../../src/fixtures/release.ts';
 import { runCli } from '../support/cli.ts';
 
-// Offline cases: what can be decided without a registry (usage errors, and releases in OCI layouts that fail before
-// their driver-toolkit is needed). Full resolutions run against a real registry in test/e2e/release.test.ts.
+// Offline: usage errors, and releases in OCI layouts whose component images are served from the layout through a
+// mirror rule (as the quick start does). Registry cases run against a real registry in test/e2e/release.test.ts.
 describe('kmm-preflight release (offline)', () => {
   let tmp: string;
   before(async () => {
@@ -55,6 +55,36 @@ describe('kmm-preflight release (offline)', () => {
     const run = await runCli(['release', 'quay.io/a/b:1', '--ca-file', file]);
     expect(run.code).to.equal(2);
     expect(run.stderr).to.match(/no PEM certificate/);
+  });
+
+  it('resolves a release in an OCI layout, its driver-toolkit served from the layout by a mirror rule', async () => {
+    const fixture = await buildReleaseFixture({ dir: join(tmp, 'multi'), architectures: ['amd64', 'arm64'] });
+    const mirror = `${ART_REPOSITORY}=oci:${fixture.dir}`;
+    const run = await runCli([
+      'release',
+      fixture.releaseLayoutReference,
+      '--mirror',
+      mirror,
+      '--arch',
+      'arm64',
+      '-o',
+      'json',
+    ]);
+    expect(run.code, run.stderr).to.equal(0);
+    expect(JSON.parse(run.stdout)).to.deep.equal({
+      releaseImage: fixture.releaseLayoutReference,
+      digest: fixture.releaseDigest,
+      version: '4.19.0',
+      kernelVersion: '5.14.0-427.13.1.el9_4.aarch64',
+      rtKernelVersion: null,
+      rhelVersion: '9.4',
+      dtkImage: fixture.driverToolkitReference,
+      architecture: 'arm64',
+    });
+    const text = await runCli(['release', fixture.releaseLayoutReference, '--mirror', mirror, '--rt']);
+    expect(text.code, text.stderr).to.equal(0);
+    expect(text.stdout).to.match(/^Target kernel +5\.14\.0-427\.13\.1\.el9_4\.x86_64\+rt \(real-time\)$/m);
+    expect(text.stdout).to.match(/^Version +4\.19\.0$/m);
   });
 
   it('prints {releaseImage, error} and exits 1 for an image that is not a release', async () => {
