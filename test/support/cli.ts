@@ -9,7 +9,7 @@ export interface CapturedRun {
 }
 
 /** Runs the CLI in-process, as a user would from a shell, and captures what it prints. */
-export async function runCli(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<CapturedRun> {
+export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CapturedRun> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const out: Buffer[] = [];
