@@ -86,7 +86,7 @@ describe('e2e: image stage on a real registry', function () {
     key = createModuleSigningKey();
     workDir = await mkdtemp(join(tmpdir(), 'kmm-image-e2e-'));
     registry = await startRegistry('http');
-    source = new RegistryClient({ ...registry.clientOptions, plainHttpRegistries: [registry.host] });
+    source = new RegistryClient({ ...registry.clientOptions });
     const present = [await ko(`${DIR}/kmm_ci_a.ko`), dep('kmm_ci_a.ko:\n')];
     refs.present = await push('present', [base(), present]);
     refs.absent = await push('absent', [base(), [dep('')]]);
@@ -300,7 +300,6 @@ describe('e2e: image stage on a real registry', function () {
     const requests: string[] = [];
     const counted = new RegistryClient({
       ...registry.clientOptions,
-      plainHttpRegistries: [registry.host],
       onRequest: (event) => requests.push(`${event.method} ${event.path}`),
     });
     try {

@@ -3,7 +3,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { extract as createExtract } from 'tar-stream';
 
-import { ImageError, type Descriptor, type ImageSource, type ResolvedImage } from '../source.ts';
+import {
+  ImageError,
+  type Descriptor,
+  type ImageSource,
+  type PullOptions,
+  type ResolvedImage,
+} from '../source.ts';
 import type { LayerLimits } from './limits.ts';
 import { baseNameOf, joinPath, normalizeImagePath, parentOf } from './paths.ts';
 
@@ -41,7 +47,7 @@ export interface LayerReadRequest {
   /** Which regular files to keep the content of. */
   readonly capture: (path: string, entry: LayerEntry) => boolean;
   readonly limits: LayerLimits;
-  readonly signal?: AbortSignal;
+  readonly pull?: Omit<PullOptions, 'platform'>;
 }
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -61,11 +67,7 @@ export async function readLayer(request: LayerReadRequest): Promise<LayerRecord>
       `layer ${layer.digest} is encrypted (${layer.mediaType}): cannot look inside it`,
     );
   }
-  const blob = await request.source.openBlob(
-    request.image,
-    layer,
-    request.signal ? { signal: request.signal } : {},
-  );
+  const blob = await request.source.openBlob(request.image, layer, request.pull ?? {});
   const head = await readHead(blob, ZSTD_MAGIC.length);
   blob.unshift(head);
   const decompress = startsWith(head, GZIP_MAGIC)

@@ -1,4 +1,4 @@
-import type { Descriptor, ImageSource, ResolvedImage } from '../source.ts';
+import type { Descriptor, ImageSource, PullOptions, ResolvedImage } from '../source.ts';
 import { ImageView, type FileRef } from './image-view.ts';
 import type { LayerCache } from './layer-cache.ts';
 import { readLayer, type LayerEntry, type LayerRecord } from './layer-reader.ts';
@@ -20,6 +20,9 @@ export interface WalkOptions {
   readonly limits?: Partial<LayerLimits>;
   /** Shared between walks so layers are read once; none = every walk reads what it needs. */
   readonly cache?: LayerCache;
+  /** TLS, credentials and abort signal for reading blobs: the same as the image was resolved with. */
+  readonly pull?: Omit<PullOptions, 'platform'>;
+  /** Aborts the walk (also taken from `pull.signal`). */
   readonly signal?: AbortSignal;
 }
 
@@ -145,7 +148,7 @@ export class LayerWalk {
           (cached?.contents.has(path) ?? false) ||
           (!this.view.isShadowed(path) && (this.#options.keepAlso?.(path, entry) ?? false)),
         limits: this.#limits,
-        ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+        pull: { ...this.#options.pull, ...(this.#options.signal ? { signal: this.#options.signal } : {}) },
       });
       this.stats.layersRead++;
       this.stats.storedBytes += record.storedBytes;

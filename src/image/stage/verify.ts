@@ -97,7 +97,7 @@ export async function verifyModuleImage(
   ].join('\n');
   return cache.verdict(verdictKey, async () => {
     try {
-      return await new ImageScan(deps, cache, image, request, matcher, dirName, platform).verdict();
+      return await new ImageScan(deps, cache, image, request, matcher, dirName, platform, pull).verdict();
     } catch (err) {
       if (err instanceof ImageError) return registryFailure(request, platform, err, image);
       throw err;
@@ -128,6 +128,7 @@ class ImageScan {
     matcher: ModuleFileMatcher,
     dirName: string,
     platform: Platform,
+    pull: PullOptions,
   ) {
     this.#request = request;
     this.#image = image;
@@ -148,7 +149,7 @@ class ImageScan {
       satisfied: (view) => this.#answerKnown(view),
       cache: cache.layers,
       limits: this.#limits,
-      ...(request.signal ? { signal: request.signal } : {}),
+      pull,
     });
   }
 
