@@ -316,3 +316,10 @@ describe('resolveRelease (OCI layouts behind a registry double)', function () {
     });
   });
 });
+
+describe('ReleaseCache', () => {
+  it('refuses a bound that is not a positive integer', () => {
+    expect(() => new ReleaseCache(0)).to.throw(RangeError, /positive integer/);
+    expect(() => new ReleaseCache(1.5)).to.throw(RangeError);
+  });
+});
