@@ -101,28 +101,36 @@ export const registerRunnerCommand: CommandRegistration = (program, io, setExitC
 async function runRunnerCommand(flags: RunnerFlags, io: CliIo): Promise<number> {
   const config = runnerConfig(flags, io.env);
   const logger = createLogger({ level: config.logLevel, base: { component: 'runner' } });
-  let runner;
-  try {
-    runner = await startRunner(config, logger);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
-      io.stderr.write(`kmm-preflight runner: cannot listen on --ops-address: ${(err as Error).message}\n`);
-      return ExitCode.Usage;
-    }
-    if (code === 'ENOENT' || (err instanceof Error && /kubeconfig|cluster configured/i.test(err.message))) {
-      throw new UsageError(`cannot start: ${(err as Error).message}`);
-    }
-    throw err;
-  }
+  // Signals are taken from the start: a SIGTERM during start-up stops the runner as soon as it is up.
+  let stop: (() => void) | undefined;
+  let stopRequested = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'signal received');
-    runner.stop();
+    stopRequested = true;
+    stop?.();
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  const code = await runner.done;
-  process.off('SIGTERM', onSignal);
-  process.off('SIGINT', onSignal);
-  return code;
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    let runner;
+    try {
+      runner = await startRunner(config, logger);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+        io.stderr.write(`kmm-preflight runner: cannot listen on --ops-address: ${(err as Error).message}\n`);
+        return ExitCode.Usage;
+      }
+      if (code === 'ENOENT' || (err instanceof Error && /kubeconfig|cluster configured/i.test(err.message))) {
+        throw new UsageError(`cannot start: ${(err as Error).message}`);
+      }
+      throw err;
+    }
+    stop = () => runner.stop();
+    if (stopRequested) runner.stop();
+    return await runner.done;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
 }

@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { buildKernelModule } from '../../src/fixtures/kmod.ts';
+import { buildLayer } from '../../src/image/oci-layout/tar-layer.ts';
+import { writeImage } from '../../src/image/oci-layout/writer.ts';
+import { pushLayout, type TestRegistry } from '../support/registry.ts';
+
+/**
+ * Helpers of the runner's e2e suite and benchmark: module images pushed to the local registry, and the runner
+ * started as users start it, a separate `kmm-preflight runner` process whose JSON log lines are kept.
+ */
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+const node = join(repoRoot, 'node_modules/.bin/node');
+
+/** Pushes `<registry>/<repository>:<tag>` holding `<dirName>/lib/modules/<kernel>/extra/<moduleName>.ko`. */
+export async function pushModuleImage(
+  registry: TestRegistry,
+  repository: string,
+  tag: string,
+  content: { moduleName: string; kernel: string; builtFor?: string },
+): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'rn-kmod-'));
+  try {
+    const ko = await buildKernelModule({
+      name: content.moduleName,
+      kernel: content.builtFor ?? content.kernel,
+    });
+    const layer = await buildLayer([
+      { type: 'file', name: `opt/lib/modules/${content.kernel}/extra/${content.moduleName}.ko`, content: ko },
+      {
+        type: 'file',
+        name: `opt/lib/modules/${content.kernel}/modules.dep`,
+        content: `extra/${content.moduleName}.ko:\n`,
+      },
+    ]);
+    await writeImage(dir, { layers: [layer], tag: 'image' });
+    await pushLayout(`oci:${dir}:image`, `${repository}:${tag}`, registry);
+    return `${registry.host}/${repository}:${tag}`;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export interface LogLine {
+  readonly level?: string;
+  readonly msg?: string;
+  readonly [key: string]: unknown;
+}
+
+export interface RunnerProcess {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[];
+  /** Raw stdout/stderr text that was not JSON (should stay empty). */
+  readonly other: string[];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** host:port of the ops server, once it logged it. */
+  opsAddress(): Promise<string>;
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startRunnerProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}): RunnerProcess {
+  const child = spawn(node, [join(repoRoot, 'bin/kmm-preflight.js'), 'runner', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, KMM_PREFLIGHT_CLUSTER_MIRRORS: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: LogLine[] = [];
+  const other: string[] = [];
+  const listeners = new Set<() => void>();
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on('line', (text) => {
+      try {
+        lines.push(JSON.parse(text) as LogLine);
+      } catch {
+        other.push(text);
+      }
+      for (const listener of listeners) listener();
+    });
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
+    child.once('exit', (code, signal) => resolveExit({ code, signal })),
+  );
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 60_000): Promise<LogLine> =>
+    new Promise((resolveLine, reject) => {
+      const check = (): void => {
+        const found = lines.find(predicate);
+        if (found === undefined) return;
+        clearTimeout(timer);
+        listeners.delete(check);
+        resolveLine(found);
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`runner log line not seen in ${timeoutMs} ms; last lines:\n${tail(lines, other)}`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
+  return {
+    child,
+    lines,
+    other,
+    exited,
+    opsAddress: async () => String((await waitForLog((l) => typeof l['ops'] === 'string'))['ops']),
+    waitForLog,
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+function tail(lines: readonly LogLine[], other: readonly string[]): string {
+  return [...lines.slice(-15).map((l) => JSON.stringify(l)), ...other.slice(-5)].join('\n');
+}
+
+/** Polls `probe` until it returns a value other than undefined; fails after `timeoutMs` with `what`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 90_000,
+  intervalMs = 500,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
