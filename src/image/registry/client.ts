@@ -131,7 +131,8 @@ export class RegistryClient implements ImageSource {
   readonly #stats = new Map<string, HostStats>();
   /** The last challenge each host answered with, so later requests authenticate before being refused. */
   readonly #challenges = new Map<string, Challenge>();
-  readonly #tokens = new Map<string, CachedToken>();
+  /** Tokens (or their fetch in flight, shared by concurrent requests) per host, scope and identity. */
+  readonly #tokens = new LruCache<string, Promise<CachedToken>>(1024);
   /** `insecure` registries: whether https answered (true) or plain http is used (false). */
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
   readonly #byDigest: LruCache<string, FetchedManifest>;
@@ -515,10 +516,16 @@ export class RegistryClient implements ImageSource {
     if (auth?.registryToken !== undefined) return `Bearer ${auth.registryToken}`;
     const key = tokenKey(host, scope, auth);
     const cached = this.#tokens.get(key);
-    if (cached !== undefined && cached.expiresAt > this.#now()) return cached.authorization;
-    const token = await this.#fetchToken(host, known, scope, auth, ctx);
-    this.#tokens.set(key, token);
-    return token.authorization;
+    const reusable = await cached?.catch(() => undefined);
+    if (reusable !== undefined && reusable.expiresAt > this.#now()) return reusable.authorization;
+    const fetching = this.#fetchToken(host, known, scope, auth, ctx);
+    this.#tokens.set(key, fetching);
+    try {
+      return (await fetching).authorization;
+    } catch (err) {
+      if (this.#tokens.get(key) === fetching) this.#tokens.delete(key);
+      throw err;
+    }
   }
 
   /** The Bearer token flow of distribution's token.md, with the OAuth2 refresh-token grant for identity tokens. */
@@ -624,7 +631,7 @@ export class RegistryClient implements ImageSource {
   async #scheme(host: string, ctx: PullContext): Promise<'https' | 'http'> {
     if ((this.#options.plainHttpRegistries ?? []).includes(hostForAllowList(host))) return 'http';
     if (ctx.tls.insecure !== true) return 'https';
-    const key = `${host}|${ctx.tls.insecureSkipTLSVerify === true}`;
+    const key = schemeKey(host, ctx);
     let probe = this.#schemes.get(key);
     if (probe === undefined) {
       probe = this.#probeHttps(host, ctx);
@@ -644,6 +651,14 @@ export class RegistryClient implements ImageSource {
       await response.body.dump({ limit: MAX_ERROR_BODY });
       return 'https';
     } catch (err) {
+      // Nothing listening (yet) says nothing about the protocol: probe again next time.
+      if (
+        ['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(
+          errorCode(err) ?? '',
+        )
+      ) {
+        this.#schemes.delete(schemeKey(host, ctx));
+      }
       this.#options.logger?.debug(
         { host, error: errorCode(err) },
         'no https answer; using plain http (insecure)',
@@ -815,6 +830,10 @@ function parseRegistryReference(reference: string): RegistryReference {
 /** Docker Hub's API is served from registry-1.docker.io, not docker.io. */
 function apiHost(registry: string): string {
   return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+}
+
+function schemeKey(host: string, ctx: PullContext): string {
+  return `${host}|${ctx.tls.insecureSkipTLSVerify === true}`;
 }
 
 function hostForAllowList(host: string): string {

@@ -295,7 +295,7 @@ describe('registry client (local HTTP servers)', () => {
     expect(registry.requests.filter((r) => r.authorization === undefined)).to.have.length(1);
   });
 
-  it('runs the Bearer token flow, caches the token per scope until it expires, and accepts access_token', async () => {
+  it('runs the Bearer token flow, shares and caches the token per scope until it expires, accepts access_token', async () => {
     let now = 1_000_000;
     const tokenRequests: string[] = [];
     const registry = await server((req, res, self) => {
@@ -318,7 +318,8 @@ describe('registry client (local HTTP servers)', () => {
         'x',
       ),
     });
-    await c.resolve(`${registry.host}/app:v1`, amd64);
+    // Concurrent pulls share one token fetch; later ones reuse the token without a 401 first.
+    await Promise.all([1, 2, 3, 4].map(() => c.resolve(`${registry.host}/app:v1`, amd64)));
     await c.resolve(`${registry.host}/app:v1`, amd64);
     expect(tokenRequests).to.deep.equal(['/token?service=test-registry&scope=repository%3Aapp%3Apull']);
     now += 301_000;
