@@ -227,15 +227,3 @@ export async function loadCredentialsFile(path: string): Promise<RegistryCredent
   }
   return RegistryCredentials.fromDockerConfig(text, path);
 }
-
-/**
- * Credentials for a command line: `--auth-file` if given, else the file `REGISTRY_AUTH_FILE` names, else none
- * (there is no implicit ~/.docker lookup: a check run in a pipeline should use what it was told to).
- */
-export async function loadCliCredentials(options: {
-  readonly authFile?: string;
-  readonly env: NodeJS.ProcessEnv;
-}): Promise<RegistryCredentials> {
-  const path = options.authFile ?? registryAuthFileFromEnv(options.env);
-  return path === undefined ? RegistryCredentials.none : loadCredentialsFile(path);
-}
