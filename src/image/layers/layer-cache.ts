@@ -28,8 +28,13 @@ export class LayerCache {
     const running = this.#inFlight.get(digest);
     if (running) return running;
     const promise = read().then((record) => {
-      this.#records.set(digest, record, recordSize(record));
-      return record;
+      // Two reads of one layer list the same entries; keep the files either kept, so the record only grows.
+      const previous = this.#records.get(digest);
+      const merged = previous
+        ? { ...record, contents: new Map([...previous.contents, ...record.contents]) }
+        : record;
+      this.#records.set(digest, merged, recordSize(merged));
+      return merged;
     });
     this.#inFlight.set(digest, promise);
     try {

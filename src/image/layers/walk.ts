@@ -132,7 +132,12 @@ export class LayerWalk {
       }
       return true;
     };
-    const cached = cache?.get(layer.digest) ?? (await cache?.pending(layer.digest)?.catch(() => undefined));
+    let cached = cache?.get(layer.digest);
+    // Another walk's read of this layer may keep other files than ours: wait for it, then look again.
+    for (let pending = cache?.pending(layer.digest); pending; pending = cache?.pending(layer.digest)) {
+      cached = (await pending.catch(() => undefined)) ?? cache?.get(layer.digest);
+      if (cached && covers(cached)) break;
+    }
     if (cached && covers(cached)) {
       this.stats.layersFromCache++;
       return cached;
@@ -155,6 +160,7 @@ export class LayerWalk {
       this.stats.tarBytes += record.tarBytes;
       return record;
     };
+    // Nothing is in flight now (checked synchronously above), so this read is ours and keeps what we want.
     return cache ? cache.read(layer.digest, read) : read();
   }
 }

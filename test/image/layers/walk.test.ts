@@ -266,6 +266,17 @@ describe('image layers: cache', () => {
     expect(found?.state).to.equal('present');
   });
 
+  it('gives every concurrent walk the files it wants when they want different files of one layer', async () => {
+    const names = Array.from({ length: 8 }, (_, i) => `opt/m${i}.ko`);
+    const { source, ref } = await image(names.map((n) => file(n)));
+    const resolved = await source.resolve(ref);
+    const cache = new LayerCache(64 * 1024 * 1024);
+    const found = await Promise.all(names.map((name) => findFiles(source, resolved, [name], { cache })));
+    expect(found.map((f, i) => f.get(names[i] ?? '')?.toString())).to.deep.equal(names);
+    const again = await findFiles(source, resolved, names, { cache });
+    expect(again.size, 'the cached record holds the union of what the reads kept').to.equal(names.length);
+  });
+
   it('reads a cached layer again when a walk wants a file the cached record did not keep', async () => {
     const { source, ref } = await image([file('a'), file('b')]);
     const resolved = await source.resolve(ref);
