@@ -8,16 +8,12 @@ import type { JobOwner } from '../../src/buildsign/identity.ts';
 import type { Job, Pod } from '../../src/buildsign/kube-types.ts';
 import type { BuildSignRequest } from '../../src/buildsign/plan.ts';
 import { BuildSignStage, type BuildSignProgress } from '../../src/buildsign/stage.ts';
-import {
-  ContentType,
-  createKubeClient,
-  loadKubeConfig,
-  type KubeClient,
-} from '../../src/platform/kube/client.ts';
+import { createKubeClient, loadKubeConfig, type KubeClient } from '../../src/platform/kube/client.ts';
 import { JOB_LABEL_SELECTOR, owningResource } from '../../src/runner/jobs/job-watch.ts';
 import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { waitFor } from '../runner/e2e-support.ts';
+import { finishJobPod } from '../buildsign/e2e-support.ts';
 
 /**
  * The Build and Sign stages against the real API server and its controller-manager, through the runner's
@@ -92,36 +88,8 @@ describe('e2e: build and sign Jobs on the real API server', function () {
     );
 
   /** Plays the kubelet: the Job's Pod (made by the Job controller) ends with this phase and termination message. */
-  const finishPod = async (
-    jobName: string,
-    phase: 'Succeeded' | 'Failed',
-    message: string,
-  ): Promise<void> => {
-    const job = await store.getJob(NS, jobName);
-    if (job === undefined) throw new Error(`no Job ${jobName}`);
-    const pod = await waitFor(`a Pod of Job ${jobName}`, async () => (await store.listJobPods(job))[0]);
-    const exitCode = phase === 'Succeeded' ? 0 : 1;
-    await client.request('PATCH', `/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/status`, {
-      contentType: ContentType.mergePatch,
-      body: {
-        status: {
-          phase,
-          containerStatuses: [
-            {
-              name: 'kaniko',
-              ready: false,
-              restartCount: 0,
-              image: config.kanikoImage,
-              imageID: '',
-              state: {
-                terminated: { exitCode, reason: phase === 'Succeeded' ? 'Completed' : 'Error', message },
-              },
-            },
-          ],
-        },
-      },
-    });
-  };
+  const finishPod = (jobName: string, phase: 'Succeeded' | 'Failed', message: string): Promise<void> =>
+    finishJobPod(client, store, config.kanikoImage, NS, jobName, phase, message);
 
   /** Calls the stage until the Job controller has reacted (the Job's condition follows the Pod's phase). */
   const settle = (
