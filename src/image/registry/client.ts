@@ -209,11 +209,21 @@ export class RegistryClient implements ImageSource {
     tagOrDigest: string,
     ctx: PullContext,
   ): Promise<FetchedManifest> {
-    const what = `${ref.registry}/${ref.repository}:${tagOrDigest}`;
-    if (!isDigest(tagOrDigest)) return this.#downloadManifest(ref, tagOrDigest, ctx, what);
+    if (!isDigest(tagOrDigest)) {
+      const fetched = await this.#downloadManifest(
+        ref,
+        tagOrDigest,
+        ctx,
+        `${ref.registry}/${ref.repository}:${tagOrDigest}`,
+      );
+      // What a tag points to now is also what its digest will always be.
+      this.#byDigest.set(digestCacheKey(ref, fetched.digest, ctx), fetched, fetched.bytes.length);
+      return fetched;
+    }
     // By digest the answer cannot change: cache it, and let concurrent callers share one download.
-    return this.#cachedByDigest(`${ref.registry}/${ref.repository}@${tagOrDigest}`, () =>
-      this.#downloadManifest(ref, tagOrDigest, ctx, `${ref.registry}/${ref.repository}@${tagOrDigest}`),
+    const what = `${ref.registry}/${ref.repository}@${tagOrDigest}`;
+    return this.#cachedByDigest(digestCacheKey(ref, tagOrDigest, ctx), () =>
+      this.#downloadManifest(ref, tagOrDigest, ctx, what),
     );
   }
 
@@ -262,7 +272,7 @@ export class RegistryClient implements ImageSource {
         `${what}: ${descriptor.size} bytes, the limit is ${this.#maxManifestBytes}`,
       );
     }
-    return this.#cachedByDigest(`${ref.registry}/${ref.repository}@${descriptor.digest}`, async () => {
+    return this.#cachedByDigest(digestCacheKey(ref, descriptor.digest, ctx), async () => {
       const stream = await this.#openVerifiedBlob(ref, descriptor, ctx, what);
       const chunks: Buffer[] = [];
       for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -423,6 +433,7 @@ export class RegistryClient implements ImageSource {
       response = await this.#exchange(url, withAuthorization(exchange, authorization), ctx, what);
     }
 
+    let current = withAuthorization(exchange, authorization);
     for (let hops = 0; isRedirect(response.statusCode); hops++) {
       const location = headerValue(response.headers, 'location');
       await response.body.dump({ limit: MAX_ERROR_BODY });
@@ -445,14 +456,9 @@ export class RegistryClient implements ImageSource {
           },
         );
       }
-      // Storage hosts (S3, CDNs) get a signed URL, never the registry's credentials.
-      const sameOrigin = target.origin === response.url.origin;
-      response = await this.#exchange(
-        target,
-        sameOrigin ? exchange : withAuthorization(exchange, undefined),
-        ctx,
-        what,
-      );
+      // Storage hosts (S3, CDNs) get a signed URL, never the registry's credentials; once dropped they stay dropped.
+      if (target.origin !== response.url.origin) current = withAuthorization(current, undefined);
+      response = await this.#exchange(target, current, ctx, what);
     }
 
     if (response.statusCode >= 200 && response.statusCode < 300) return response;
@@ -474,6 +480,14 @@ export class RegistryClient implements ImageSource {
           ? ' with a token'
           : ' anonymously';
     if (status === 404) return new ImageError('NOT_FOUND', `${what}: not found${detail}`);
+    const challenge = pickChallenge(headerValue(response.headers, 'www-authenticate'));
+    if (status === 401 && challenge?.params['error'] === 'insufficient_scope') {
+      // Token registries (Docker Hub, quay) answer this way for a private repository and for one that does not exist.
+      return new ImageError(
+        'DENIED',
+        `${what}: access denied${who}: the repository does not exist or these credentials may not pull it${detail}`,
+      );
+    }
     if (status === 401) {
       return new ImageError(
         'UNAUTHORIZED',
@@ -846,13 +860,25 @@ function pickChallenge(header: string | undefined): Challenge | undefined {
   return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
 }
 
-/** Tokens are per host, scope and identity; the identity is hashed so the key holds no secret. */
+/** Who is asking, as a hash so that cache keys hold no secret. */
+function credentialIdentity(auth: RegistryAuth | undefined): string {
+  return auth === undefined
+    ? 'anonymous'
+    : createHash('sha256').update(JSON.stringify(auth)).digest('hex').slice(0, 16);
+}
+
+/** Tokens are per host, scope and identity. */
 function tokenKey(host: string, scope: string, auth: RegistryAuth | undefined): string {
-  const identity =
-    auth === undefined
-      ? 'anonymous'
-      : createHash('sha256').update(JSON.stringify(auth)).digest('hex').slice(0, 16);
-  return `${host}|${scope}|${identity}`;
+  return `${host}|${scope}|${credentialIdentity(auth)}`;
+}
+
+/**
+ * Content by digest is cached per identity too: another Module's credentials having read an image must not make
+ * it readable with these.
+ */
+function digestCacheKey(ref: RegistryReference, digest: string, ctx: PullContext): string {
+  const identity = credentialIdentity(ctx.credentials.forRegistry(ref.registry, ref.repository));
+  return `${ref.registry}/${ref.repository}@${digest}|${identity}`;
 }
 
 function withAuthorization(exchange: Exchange, authorization: string | undefined): Exchange {

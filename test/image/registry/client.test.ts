@@ -200,6 +200,24 @@ describe('registry client (local HTTP servers)', () => {
     expect(registry.requests.filter((r) => r.url.includes(sha(config)))).to.have.length(1);
   });
 
+  it('serves a digest from the cache after its tag was resolved, but not to other credentials', async () => {
+    const registry = await server((req, res) => {
+      if (!serveImage(req, res)) res.writeHead(404).end();
+    });
+    const other = RegistryCredentials.fromDockerConfig(
+      { auths: { [registry.host]: { auth: btoa('other:x') } } },
+      'x',
+    );
+    const c = client(registry);
+    await c.resolve(`${registry.host}/app:v1`, amd64);
+    await c.resolve(`${registry.host}/app@${sha(manifest)}`, amd64);
+    const manifestRequests = (): number =>
+      registry.requests.filter((r) => r.url.includes('/manifests/')).length;
+    expect(manifestRequests()).to.equal(1);
+    await c.resolve(`${registry.host}/app@${sha(manifest)}`, { ...amd64, credentials: other });
+    expect(manifestRequests()).to.equal(2);
+  });
+
   it('refuses manifest bytes that do not match the digest asked for or announced', async () => {
     const registry = await server((_req, res) => {
       res.writeHead(200, {
@@ -293,6 +311,47 @@ describe('registry client (local HTTP servers)', () => {
     expect(authorized.length).to.be.greaterThan(0);
     // After the first 401 the client authenticates up front: one refusal in all.
     expect(registry.requests.filter((r) => r.authorization === undefined)).to.have.length(1);
+  });
+
+  it('keeps credentials on a same-origin redirect', async () => {
+    const registry = await server((req, res) => {
+      if (req.headers.authorization !== `Basic ${btoa('user:pw')}`) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="registry"' }).end();
+      } else if (req.url === `/v2/app/blobs/${sha(layer)}`) {
+        res.writeHead(302, { location: `/v2/app/blobs/moved` }).end();
+      } else if (req.url === '/v2/app/blobs/moved') {
+        res.end(layer);
+      } else if (!serveImage(req, res)) res.writeHead(404).end();
+    });
+    const c = client(registry, {
+      credentials: RegistryCredentials.fromDockerConfig(
+        { auths: { [registry.host]: { auth: btoa('user:pw') } } },
+        'x',
+      ),
+    });
+    const image = await c.resolve(`${registry.host}/app:v1`, amd64);
+    expect((await readAll(await c.openBlob(image, image.manifest.layers[0]!))).equals(layer)).to.be.true;
+    expect(registry.requests.find((r) => r.url === '/v2/app/blobs/moved')?.authorization).to.equal(
+      `Basic ${btoa('user:pw')}`,
+    );
+  });
+
+  it('reports a token registry refusing the scope (insufficient_scope) as DENIED', async () => {
+    const registry = await server((req, res, self) => {
+      if (req.url?.startsWith('/token')) {
+        res.end(JSON.stringify({ token: 'anonymous-token' }));
+        return;
+      }
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="http://${self.host}/token",service="s",scope="repository:app:pull",error="insufficient_scope"`,
+      });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
+    });
+    const err = await rejection(client(registry).resolve(`${registry.host}/app:v1`, amd64));
+    expect([err.code, err.definite]).to.deep.equal(['DENIED', true]);
+    expect(err.message).to.contain(
+      'anonymously: the repository does not exist or these credentials may not pull it',
+    );
   });
 
   it('runs the Bearer token flow, shares and caches the token per scope until it expires, accepts access_token', async () => {
