@@ -4,7 +4,14 @@ import { JobAnnotation, isControlledBy, jobSelector, type JobOwner, type ModuleR
 import { clipDetail, observeJob } from './job-status.ts';
 import { buildJob, signJob, type JobSpecification, type SecretDigests } from './jobs.ts';
 import type { Job } from './kube-types.ts';
-import { needsBuildOrSign, planBuild, planSign, type BuildSignRequest } from './plan.ts';
+import {
+  needsBuildOrSign,
+  planBuild,
+  planSign,
+  type BuildPlan,
+  type BuildSignRequest,
+  type SignPlan,
+} from './plan.ts';
 import type { BuildInputsReader, JobStore } from './store.ts';
 
 /**
@@ -111,10 +118,7 @@ export class BuildSignStage {
     return jobs.length;
   }
 
-  async #buildSpecification(
-    request: BuildSignRequest,
-    plan: ReturnType<typeof planBuild>,
-  ): Promise<JobSpecification> {
+  async #buildSpecification(request: BuildSignRequest, plan: BuildPlan): Promise<JobSpecification> {
     const { namespace } = request.module;
     const dockerfile = await this.#inputs.configMapValue(namespace, plan.dockerfileConfigMap, 'dockerfile');
     if (dockerfile === undefined || dockerfile.trim() === '') {
@@ -130,10 +134,7 @@ export class BuildSignStage {
     return buildJob(request, plan, dockerfile, digests, this.#config);
   }
 
-  async #signSpecification(
-    request: BuildSignRequest,
-    plan: ReturnType<typeof planSign>,
-  ): Promise<JobSpecification> {
+  async #signSpecification(request: BuildSignRequest, plan: SignPlan): Promise<JobSpecification> {
     const { namespace } = request.module;
     const digests: SecretDigests = {
       ...(await this.#repoSecretDigest(request)),
