@@ -33,7 +33,7 @@ export async function inspectModule(
   maxBytes: number,
 ): Promise<ModuleInspection> {
   const bytes = await decompressModule(fileName, stored, maxBytes);
-  const { module, signature } = splitSignature(bytes);
+  const { module, signature } = await splitSignature(bytes);
   const elf = parseElf(module);
   if (elf.type !== ET_REL) {
     throw new KmodError(

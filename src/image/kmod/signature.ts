@@ -1,4 +1,4 @@
-import forge from 'node-forge';
+import type forge from 'node-forge';
 
 import { KmodError } from './errors.ts';
 
@@ -36,7 +36,7 @@ export interface SplitModule {
  * file, whose kind is not PKCS#7, or whose DER does not span exactly `sig_len` bytes is rejected: the kernel would
  * refuse it (`mod_check_sig`), so it must not be reported as signed.
  */
-export function splitSignature(bytes: Buffer): SplitModule {
+export async function splitSignature(bytes: Buffer): Promise<SplitModule> {
   const magicStart = bytes.length - MODULE_SIGNATURE_MAGIC.length;
   if (magicStart < 0 || !bytes.subarray(magicStart).equals(MODULE_SIGNATURE_MAGIC)) {
     return { module: bytes, signature: null };
@@ -70,11 +70,14 @@ export function splitSignature(bytes: Buffer): SplitModule {
   }
   const sigStart = structStart - sigLen;
   const der = bytes.subarray(sigStart, structStart);
-  return { module: bytes.subarray(0, sigStart), signature: describePkcs7(der) };
+  return { module: bytes.subarray(0, sigStart), signature: await describePkcs7(der) };
 }
 
 /** Reads what modinfo shows of a PKCS#7 signature; the DER must be one object exactly `der.length` bytes long. */
-function describePkcs7(der: Buffer): ModuleSignature {
+async function describePkcs7(der: Buffer): Promise<ModuleSignature> {
+  // Loaded on the first signed module only: node-forge is large and most checks never need it.
+  const { default: forge } = await import('node-forge');
+  const fromDerStrict = forge.asn1.fromDer as unknown as FromDerStrict;
   let root: forge.asn1.Asn1;
   try {
     root = fromDerStrict(forge.util.createBuffer(der.toString('binary')), {
@@ -126,7 +129,7 @@ function describePkcs7(der: Buffer): ModuleSignature {
 }
 
 /** forge's typings declare only the old boolean `strict` argument; the options object is what it implements. */
-const fromDerStrict = forge.asn1.fromDer as unknown as (
+type FromDerStrict = (
   bytes: forge.util.ByteStringBuffer,
   options: { strict: boolean; parseAllBytes: boolean; decodeBitStrings: boolean },
 ) => forge.asn1.Asn1;
