@@ -206,6 +206,12 @@ for (const mode of modes) {
         try {
           const err = await rejection(untrusting.resolve(`${registry.host}/mods/single:v1`, pull));
           expect([err.code, err.definite]).to.deep.equal(['UNREACHABLE', true]);
+          expect(err.message).to.contain('trust its CA');
+          // `insecure` allows plain HTTP, but a TLS server with an untrusted certificate is still reported as that.
+          const insecure = await rejection(
+            untrusting.resolve(`${registry.host}/mods/single:v1`, { ...pull, tls: { insecure: true } }),
+          );
+          expect(insecure.message).to.contain('trust its CA');
           const image = await untrusting.resolve(`${registry.host}/mods/single:v1`, {
             ...pull,
             tls: { insecureSkipTLSVerify: true },

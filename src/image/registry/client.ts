@@ -665,6 +665,9 @@ export class RegistryClient implements ImageSource {
       await response.body.dump({ limit: MAX_ERROR_BODY });
       return 'https';
     } catch (err) {
+      // A certificate the client does not trust still proves the server speaks TLS: stay on https, where the
+      // certificate error is reported as such.
+      if (isCertificateError(err)) return 'https';
       // Nothing listening (yet) says nothing about the protocol: probe again next time.
       if (
         ['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(
@@ -919,12 +922,16 @@ function describeRegistries(credentials: RegistryCredentials): string {
   return registries.length > 0 ? ` (credentials are configured for ${registries.join(', ')})` : '';
 }
 
+function isCertificateError(err: unknown): boolean {
+  const code = errorCode(err);
+  return code !== undefined && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT/.test(code);
+}
+
 /** Errors that retrying cannot fix: TLS trust, DNS names that do not exist, refused protocols. */
 function transportError(err: unknown, url: URL, what: string): Error {
   const code = errorCode(err);
   if (code === 'ABORT_ERR' || (err as Error).name === 'AbortError') return err as Error;
-  const tls = code !== undefined && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code);
-  const hint = tls
+  const hint = isCertificateError(err)
     ? '; trust its CA with --ca-file, or set registryTLS.insecureSkipTLSVerify'
     : code === 'ENOTFOUND'
       ? '; the host name does not resolve'
