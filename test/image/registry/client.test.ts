@@ -419,6 +419,20 @@ describe('registry client (local HTTP servers)', () => {
     expect(delays).to.have.length(2);
   });
 
+  it('stops retrying as soon as the caller aborts', async () => {
+    const registry = await server((_req, res) => {
+      res.writeHead(503).end();
+    });
+    const controller = new AbortController();
+    const c = client(registry, { onRequest: () => controller.abort(new Error('shutting down')) });
+    const outcome = await c.resolve(`${registry.host}/app:v1`, { ...amd64, signal: controller.signal }).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(outcome?.message).to.equal('shutting down');
+    expect(registry.requests).to.have.length(1);
+  });
+
   it('resumes a blob that breaks off mid-stream with a Range request', async () => {
     let cut = false;
     const registry = await server((req, res) => {
