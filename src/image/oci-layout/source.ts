@@ -1,4 +1,4 @@
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -91,7 +91,7 @@ export class OciLayoutSource implements ImageSource {
   async #fetchRoot(layout: LayoutReference, what: string): Promise<FetchedManifest> {
     // Blobs are content-addressed: a manifest named by digest needs no index.json entry.
     if (layout.digest !== undefined) return this.#fetchByDigest(layout.dir, layout.digest, what);
-    const entry = await findIndexEntry(layout, what);
+    const entry = await findIndexEntry(layout, this.#maxManifestBytes, what);
     return this.#fetchByDigest(layout.dir, entry.digest, what, entry.mediaType);
   }
 
@@ -141,11 +141,17 @@ export class OciLayoutSource implements ImageSource {
 /** Marks "the manifest index.json names", which is not a digest or a tag of the registry kind. */
 const ROOT = '<index.json>';
 
-async function findIndexEntry(layout: LayoutReference, what: string): Promise<Descriptor> {
+async function findIndexEntry(layout: LayoutReference, maxBytes: number, what: string): Promise<Descriptor> {
+  const path = join(layout.dir, 'index.json');
   let text: string;
   try {
-    text = await readFile(join(layout.dir, 'index.json'), 'utf8');
+    const { size } = await stat(path);
+    if (size > maxBytes) {
+      throw new ImageError('LIMIT_EXCEEDED', `${what}: ${path} has ${size} bytes, the limit is ${maxBytes}`);
+    }
+    text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof ImageError) throw err;
     throw new ImageError(
       'NOT_FOUND',
       `${what}: ${layout.dir} is not an OCI image layout (no readable index.json: ${(err as NodeJS.ErrnoException).code ?? String(err)})`,
