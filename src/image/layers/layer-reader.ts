@@ -46,6 +46,12 @@ export interface LayerReadRequest {
   readonly layer: Descriptor;
   /** Which regular files to keep the content of. */
   readonly capture: (path: string, entry: LayerEntry) => boolean;
+  /**
+   * Regular files to hand to `onPeek` as they stream by instead of keeping them: the caller keeps what it learns
+   * (a module's facts), not the bytes. Asked before `capture`.
+   */
+  readonly peek?: (path: string, entry: LayerEntry) => boolean;
+  readonly onPeek?: (path: string, bytes: Buffer) => Promise<void>;
   readonly limits: LayerLimits;
   readonly pull?: Omit<PullOptions, 'platform'>;
 }
@@ -133,11 +139,19 @@ export async function readLayer(request: LayerReadRequest): Promise<LayerRecord>
       const entry = toEntry(path, header);
       entries.set(path, entry);
       contents.delete(path);
-      if (entry.kind === 'file' && request.capture(path, entry)) {
+      const peek =
+        entry.kind === 'file' && request.onPeek !== undefined && (request.peek?.(path, entry) ?? false);
+      const keep = !peek && entry.kind === 'file' && request.capture(path, entry);
+      if (peek || keep) {
         if (entry.size > limits.maxFileBytes) {
           throw limitError(
             `${path} in layer ${layer.digest} is ${entry.size} bytes, over the ${limits.maxFileBytes}-byte file limit`,
           );
+        }
+        const bytes = await readAll(tarEntry as unknown as Readable, entry.size);
+        if (peek) {
+          await request.onPeek?.(path, bytes);
+          continue;
         }
         capturedBytes += entry.size;
         if (capturedBytes > limits.maxCapturedBytes) {
@@ -145,7 +159,7 @@ export async function readLayer(request: LayerReadRequest): Promise<LayerRecord>
             `files to inspect in layer ${layer.digest} exceed ${limits.maxCapturedBytes} bytes`,
           );
         }
-        contents.set(path, await readAll(tarEntry as unknown as Readable, entry.size));
+        contents.set(path, bytes);
       } else {
         tarEntry.resume();
       }

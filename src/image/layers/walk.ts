@@ -6,13 +6,13 @@ import { DEFAULT_LAYER_LIMITS, type LayerLimits } from './limits.ts';
 import { isAtOrUnder, joinPath, normalizeImagePath, symlinkTarget } from './paths.ts';
 
 export interface WalkOptions {
-  /** Files whose content to keep, by the path a process in the container would open. */
-  readonly want: (path: string) => boolean;
+  /** Files whose content to keep, by the path a process in the container would open, in the layer being read. */
+  readonly want: (path: string, layer: Descriptor) => boolean;
   /**
-   * More files to keep when a layer is read, beyond `want`, without making a cached layer that lacks them count as
-   * incomplete: content that later walks (another module name in the same image) may use.
+   * Files handed to `take` as they stream by, instead of being kept: the caller keeps what it learns from them
+   * (a module's facts), so a cached layer holds no bytes for them. Asked before `want`.
    */
-  readonly keepAlso?: (path: string, entry: LayerEntry) => boolean;
+  readonly peek?: LayerPeek;
   /** Asked after each layer is merged; true ends the walk there (the answer is known, lower layers are not read). */
   readonly satisfied?: (view: ImageView) => boolean | Promise<boolean>;
   /** Read only the top (last) layer, e.g. `release-manifests/` of a release payload. */
@@ -24,6 +24,11 @@ export interface WalkOptions {
   readonly pull?: Omit<PullOptions, 'platform'>;
   /** Aborts the walk (also taken from `pull.signal`). */
   readonly signal?: AbortSignal;
+}
+
+export interface LayerPeek {
+  wants(path: string, entry: LayerEntry, layer: Descriptor): boolean;
+  take(path: string, bytes: Buffer, layer: Descriptor): Promise<void>;
 }
 
 /** What a walk cost: layers streamed from the source versus answered from the cache, and bytes read. */
@@ -62,7 +67,7 @@ export class LayerWalk {
     for (let index = layers.length - 1; index >= bottom; index--) {
       const layer = layers[index];
       if (!layer) continue;
-      const capture = (path: string): boolean => !this.view.isShadowed(path) && this.#wanted(path);
+      const capture = (path: string): boolean => !this.view.isShadowed(path) && this.#wanted(path, layer);
       const record = await this.#obtain(layer, capture);
       this.view.merge(record, index);
       for (const entry of record.entries.values()) {
@@ -107,12 +112,12 @@ export class LayerWalk {
     return out;
   }
 
-  #wanted(storedPath: string): boolean {
-    if (this.#options.want(storedPath)) return true;
+  #wanted(storedPath: string, layer: Descriptor): boolean {
+    if (this.#options.want(storedPath, layer)) return true;
     for (const { stored, visible } of this.#aliases) {
       if (
         isAtOrUnder(storedPath, stored) &&
-        this.#options.want(joinPath(visible, storedPath.slice(stored.length + 1)))
+        this.#options.want(joinPath(visible, storedPath.slice(stored.length + 1)), layer)
       ) {
         return true;
       }
@@ -142,16 +147,21 @@ export class LayerWalk {
       this.stats.layersFromCache++;
       return cached;
     }
+    const peek = this.#options.peek;
     const read = async (): Promise<LayerRecord> => {
       const record = await readLayer({
         source: this.#source,
         image: this.#image,
         layer,
         // Keep what an earlier read kept too, so the cached record only grows.
-        capture: (path, entry) =>
-          capture(path, entry) ||
-          (cached?.contents.has(path) ?? false) ||
-          (!this.view.isShadowed(path) && (this.#options.keepAlso?.(path, entry) ?? false)),
+        capture: (path, entry) => capture(path, entry) || (cached?.contents.has(path) ?? false),
+        ...(peek
+          ? {
+              peek: (path: string, entry: LayerEntry) =>
+                !this.view.isShadowed(path) && peek.wants(path, entry, layer),
+              onPeek: (path: string, bytes: Buffer) => peek.take(path, bytes, layer),
+            }
+          : {}),
         limits: this.#limits,
         pull: { ...this.#options.pull, ...(this.#options.signal ? { signal: this.#options.signal } : {}) },
       });
@@ -165,7 +175,7 @@ export class LayerWalk {
   }
 }
 
-export type FindFilesOptions = Omit<WalkOptions, 'want' | 'satisfied' | 'keepAlso'>;
+export type FindFilesOptions = Omit<WalkOptions, 'want' | 'satisfied' | 'peek'>;
 
 /**
  * Reads files from an image the way a container would see them, scanning layers top-down and stopping once every
@@ -180,7 +190,7 @@ export async function findFiles(
   options: FindFilesOptions = {},
 ): Promise<Map<string, Buffer>> {
   if (typeof wanted === 'function') {
-    const walk = await new LayerWalk(source, image, { ...options, want: wanted }).run();
+    const walk = await new LayerWalk(source, image, { ...options, want: (path) => wanted(path) }).run();
     return walk.contents(walk.view.filesUnder('').filter((file) => wanted(file.path)));
   }
   const paths = [...new Set(wanted.map(normalizeImagePath))];

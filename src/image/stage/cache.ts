@@ -1,11 +1,20 @@
 import { LayerCache } from '../layers/layer-cache.ts';
 import { LruCache } from '../registry/lru.ts';
-import type { ResolvedImage } from '../source.ts';
+import type { KmodError } from '../kmod/errors.ts';
+import type { ModuleInspection } from '../kmod/inspect.ts';
+import type { ImageError, ResolvedImage } from '../source.ts';
 import type { ImageVerdict } from './types.ts';
+
+/** What inspecting one module file taught us: its facts, or why it is not a module the kernel would load. */
+export type ModuleFacts =
+  | { readonly ok: true; readonly inspection: ModuleInspection }
+  | { readonly ok: false; readonly error: KmodError | ImageError };
 
 export interface ImageStageCacheOptions {
   /** Budget for what layers taught us (entries and kept files); default 128 MiB. */
   readonly layerBytes?: number;
+  /** Module facts kept per (layer digest, path); default 20000 (a few hundred bytes each). */
+  readonly moduleFacts?: number;
   /** Verdicts kept per (manifest digest, request); default 2000. */
   readonly verdicts?: number;
   /**
@@ -18,11 +27,14 @@ export interface ImageStageCacheOptions {
 
 /**
  * What the Image stage remembers between checks, owned by the caller (one per runner process, one per CLI run):
- * resolutions of references (short-lived), verdicts per manifest digest and request (a digest never changes), and
- * per layer digest what reading it taught us. Concurrent identical work shares one promise.
+ * resolutions of references (short-lived), verdicts per manifest digest and request (a digest never changes), per
+ * layer digest what reading it taught us (its entries, and the facts of the modules in it, without their bytes).
+ * Concurrent identical work shares one promise.
  */
 export class ImageStageCache {
   readonly layers: LayerCache;
+  /** Keyed by `moduleFactsKey(layer digest, path)`. */
+  readonly moduleFacts: LruCache<string, ModuleFacts>;
   readonly #verdicts: LruCache<string, ImageVerdict>;
   readonly #verdictsInFlight = new Map<string, Promise<ImageVerdict>>();
   readonly #resolutions = new Map<string, { image: Promise<ResolvedImage>; at: number }>();
@@ -35,6 +47,7 @@ export class ImageStageCache {
   constructor(options: ImageStageCacheOptions = {}) {
     this.layers = new LayerCache(options.layerBytes ?? 128 * 1024 * 1024);
     this.#verdicts = new LruCache(options.verdicts ?? 2000);
+    this.moduleFacts = new LruCache(options.moduleFacts ?? 20_000);
     this.#resolveTtlMs = options.resolveTtlMs ?? 10_000;
     this.#now = options.now ?? Date.now;
   }
@@ -83,4 +96,8 @@ export class ImageStageCache {
     }
     return `credentials#${id}`;
   }
+}
+
+export function moduleFactsKey(layerDigest: string, path: string): string {
+  return `${layerDigest}\n${path}`;
 }

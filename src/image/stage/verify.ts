@@ -14,12 +14,13 @@ import { baseNameOf, isAtOrUnder, normalizeImagePath } from '../layers/paths.ts'
 import { LayerWalk } from '../layers/walk.ts';
 import {
   ImageError,
+  type Descriptor,
   type ImageSource,
   type Platform,
   type PullOptions,
   type ResolvedImage,
 } from '../source.ts';
-import { ImageStageCache } from './cache.ts';
+import { ImageStageCache, moduleFactsKey, type ModuleFacts } from './cache.ts';
 import type { ImageVerdict, ImageVerifyRequest, ModuleFinding } from './types.ts';
 
 export interface ImageStageDeps {
@@ -117,7 +118,8 @@ class ImageScan {
   readonly #kernelDir: string;
   /** Dependencies learned during the walk (folded names), whose files the walk must keep too. */
   readonly #dependencyNames = new Set<string>();
-  readonly #inspections = new Map<string, Promise<ModuleInspection>>();
+  readonly #inspections = new Map<string, Promise<ModuleFacts>>();
+  readonly #cache: ImageStageCache;
   readonly #parsedIndexes = new Map<string, Promise<ModulesDep>>();
 
   constructor(
@@ -137,14 +139,25 @@ class ImageScan {
     this.#platform = platform;
     this.#limits = { ...DEFAULT_LAYER_LIMITS, ...deps.limits };
     this.#kernelDir = matcher.kernelDirectory.slice(0, -1);
+    this.#cache = cache;
     let extraBytes = 0;
     this.#walk = new LayerWalk(deps.source, image, {
-      want: (path) => this.#wanted(path),
-      keepAlso: (path, entry) => {
-        if (!isAtOrUnder(path, this.#kernelDir) || moduleNameOfFile(path) === undefined) return false;
-        if (extraBytes + entry.size > EXTRA_MODULE_BYTES) return false;
-        extraBytes += entry.size;
-        return true;
+      want: (path, layer) => this.#wanted(path, layer),
+      // Modules are inspected as they stream by and only their facts kept (in the stage cache, per layer digest):
+      // the Module's own, its dependencies, and, within a budget, the others of the kernel directory, so checks
+      // of other module names in the same image need no second read.
+      peek: {
+        wants: (path, entry, layer) => {
+          if (!this.#isModuleFile(path) || this.#cache.moduleFacts.get(moduleFactsKey(layer.digest, path)))
+            return false;
+          if (this.#isNeededModule(path)) return true;
+          if (extraBytes + entry.size > EXTRA_MODULE_BYTES) return false;
+          extraBytes += entry.size;
+          return true;
+        },
+        take: async (path, bytes, layer) => {
+          this.#cache.moduleFacts.set(moduleFactsKey(layer.digest, path), await this.#factsOf(path, bytes));
+        },
       },
       satisfied: (view) => this.#answerKnown(view),
       cache: cache.layers,
@@ -353,10 +366,24 @@ class ImageScan {
     }
   }
 
-  /** Content the verdict needs: in the kernel directory, depmod's index, the Module's modules, their dependencies. */
-  #wanted(path: string): boolean {
-    if (!isAtOrUnder(path, this.#kernelDir)) return false;
+  /**
+   * Content the verdict needs from the kernel directory: depmod's index, and the Module's modules and their
+   * dependencies unless their facts are already known for this layer.
+   */
+  #wanted(path: string, layer: Descriptor): boolean {
     if (path === `${this.#kernelDir}/modules.dep`) return true;
+    return (
+      this.#isNeededModule(path) &&
+      this.#cache.moduleFacts.get(moduleFactsKey(layer.digest, path)) === undefined
+    );
+  }
+
+  #isModuleFile(path: string): boolean {
+    return isAtOrUnder(path, this.#kernelDir) && moduleNameOfFile(baseNameOf(path)) !== undefined;
+  }
+
+  #isNeededModule(path: string): boolean {
+    if (!isAtOrUnder(path, this.#kernelDir)) return false;
     if (this.#matcher.match(path)) return true;
     const name = moduleNameOfFile(baseNameOf(path));
     return name !== undefined && this.#dependencyNames.has(name);
@@ -401,16 +428,35 @@ class ImageScan {
     );
   }
 
-  #inspect(file: FileRef): Promise<ModuleInspection> {
-    const key = `${file.layerIndex}:${file.storedPath}`;
-    let inspection = this.#inspections.get(key);
-    if (!inspection) {
-      inspection = this.#content(file).then((bytes) =>
-        inspectModule(file.storedPath, bytes, this.#limits.maxFileBytes),
-      );
-      this.#inspections.set(key, inspection);
+  /** The facts of a module file: from the stage cache (learnt while its layer streamed by), else read back now. */
+  async #inspect(file: FileRef): Promise<ModuleInspection> {
+    const layer = this.#image.manifest.layers[file.layerIndex];
+    const key = moduleFactsKey(layer?.digest ?? '', file.storedPath);
+    let facts: Promise<ModuleFacts> | ModuleFacts | undefined =
+      this.#cache.moduleFacts.get(key) ?? this.#inspections.get(key);
+    if (facts === undefined) {
+      const pending = this.#content(file).then(async (bytes) => {
+        const learnt = await this.#factsOf(file.storedPath, bytes);
+        this.#cache.moduleFacts.set(key, learnt);
+        return learnt;
+      });
+      this.#inspections.set(key, pending);
+      facts = pending;
     }
-    return inspection;
+    const known = await facts;
+    if (!known.ok) throw known.error;
+    return known.inspection;
+  }
+
+  async #factsOf(path: string, bytes: Buffer): Promise<ModuleFacts> {
+    try {
+      return { ok: true, inspection: await inspectModule(path, bytes, this.#limits.maxFileBytes) };
+    } catch (err) {
+      if (err instanceof KmodError || (err instanceof ImageError && err.code === 'LIMIT_EXCEEDED')) {
+        return { ok: false, error: err };
+      }
+      throw err;
+    }
   }
 
   #modulesDep(file: FileRef): Promise<ModulesDep> {
