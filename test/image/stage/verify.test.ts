@@ -278,6 +278,11 @@ describe('image stage: verifyModuleImage', () => {
     expect(verdicts.every((v) => v.verified)).to.equal(true);
     expect(source.resolves).to.equal(1);
     expect(source.opened).to.have.length(1);
+    const top = (await source.resolve(ref)).manifest.layers[1]!;
+    const record = cache.layers.get(top.digest);
+    expect([...(record?.contents.keys() ?? [])], 'module bytes are not kept, their facts are').to.deep.equal([
+      `${DIR}/modules.dep`,
+    ]);
   });
 
   it('reports an unreachable registry as not definite and does not cache it', async () => {
