@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildKernelModule } from '../../src/fixtures/kmod.ts';
 import { buildLayer } from '../../src/image/oci-layout/tar-layer.ts';
 import { writeImage } from '../../src/image/oci-layout/writer.ts';
+import { ensureCluster, kubectl, type TestCluster } from '../support/cluster.ts';
 import { pushLayout, type TestRegistry } from '../support/registry.ts';
 
 /**
@@ -43,6 +44,17 @@ export async function pushModuleImage(
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * ensureCluster(), with the admin kubeconfig copied to `dir`: up.sh rewrites the shared file whenever any suite
+ * starts the cluster, and a runner or kubectl reading it at that moment finds it missing.
+ */
+export async function privateCluster(dir: string): Promise<TestCluster> {
+  const shared = await ensureCluster();
+  const kubeconfig = join(dir, 'kubeconfig');
+  await copyFile(shared.kubeconfig, kubeconfig);
+  return { kubeconfig, kubectl: (args, input) => kubectl(kubeconfig, args, input) };
 }
 
 export interface LogLine {
