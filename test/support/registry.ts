@@ -74,6 +74,15 @@ export interface StartRegistryOptions {
 
 const REGISTRY_BINARY = '/usr/bin/docker-registry';
 
+/**
+ * Registries still running, killed if the test process exits without stopping them (an interrupted run), so
+ * no registry outlives its suite. Module state on purpose: it must see every registry this process started.
+ */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Makes a CA and a server certificate for 127.0.0.1 and localhost with openssl. */
 export async function createTestCertificates(dir: string): Promise<TestCertificates> {
   // skopeo reads every *.crt of its cert dir as a CA and *.key as a client key, so only ca.crt sits at the top.
@@ -173,6 +182,8 @@ async function startIn(
     const configFile = join(dir, 'config.yml');
     await writeFile(configFile, registryConfig(dir, host, certificates, htpasswd));
     const child = spawn(REGISTRY_BINARY, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     let log = '';
     child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       log = (log + text).slice(-20_000);
