@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { copyFile, mkdtemp } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -26,12 +27,28 @@ export async function ensureCluster(): Promise<TestCluster> {
   if (!existsSync(join(sharedK8s, 'up.sh'))) {
     throw new Error(`the e2e suites need ../shared/k8s (looked in ${sharedK8s})`);
   }
-  await run('bash', [join(sharedK8s, 'up.sh')], { timeout: 20 * 60_000, maxBuffer: 16 << 20 });
-  const kubeconfig = join(k8sHome, 'kubeconfig');
+  const shared = join(k8sHome, 'kubeconfig');
+  // up.sh rewrites the shared kubeconfig each time it runs, under the feet of processes reading it: run it only
+  // when the API server does not answer, and hand each caller a private copy.
+  if (!(await isReady(shared))) {
+    await run('bash', [join(sharedK8s, 'up.sh')], { timeout: 20 * 60_000, maxBuffer: 16 << 20 });
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'kmm-kubeconfig-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  await copyFile(shared, kubeconfig);
   return {
     kubeconfig,
     kubectl: (args, input) => kubectl(kubeconfig, args, input),
   };
+}
+
+async function isReady(kubeconfig: string): Promise<boolean> {
+  if (!existsSync(kubeconfig)) return false;
+  try {
+    return (await kubectl(kubeconfig, ['get', '--raw', '/readyz', '--request-timeout=5s'])).trim() === 'ok';
+  } catch {
+    return false;
+  }
 }
 
 /** Stops the control plane (etcd data kept); used by tests of API-server restarts. */
