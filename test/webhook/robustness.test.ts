@@ -4,6 +4,8 @@ import { fixture, startTestWebhook, type TestWebhook } from './harness.ts';
 import { KERNEL_427, preflight } from './objects.ts';
 
 describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', function () {
+  // Starting a server generates RSA keys: slow on a loaded machine.
+  this.timeout(30_000);
   let webhook: TestWebhook;
   before(async () => {
     webhook = await startTestWebhook();

@@ -7,6 +7,8 @@ import { KERNEL_427, RELEASE_DIGEST, module, preflight, review } from './objects
 const KERNEL_284 = '5.14.0-284.el9.x86_64';
 
 describe('webhook rules over HTTPS: PreflightValidationOCP', function () {
+  // Starting a server generates RSA keys: slow on a loaded machine.
+  this.timeout(30_000);
   let webhook: TestWebhook;
   before(async () => {
     webhook = await startTestWebhook();
@@ -175,6 +177,8 @@ describe('webhook rules over HTTPS: PreflightValidationOCP', function () {
 });
 
 describe('webhook rules over HTTPS: Module', function () {
+  // Starting a server generates RSA keys: slow on a loaded machine.
+  this.timeout(30_000);
   let webhook: TestWebhook;
   before(async () => {
     webhook = await startTestWebhook({ now: new Date('2026-11-23T12:00:00Z') });

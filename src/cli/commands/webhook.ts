@@ -66,7 +66,11 @@ export const registerWebhookCommand: CommandRegistration = (program, io, setExit
 };
 
 async function runWebhookCommand(flags: WebhookFlags, io: CliIo): Promise<number> {
-  const logger = createLogger({ level: flags.logLevel, base: { component: 'webhook' } });
+  const logger = createLogger({
+    level: flags.logLevel,
+    base: { component: 'webhook' },
+    destination: io.stdout,
+  });
   let client;
   try {
     client = createKubeClient(loadKubeConfig(flags.kubeconfig, io.env));
