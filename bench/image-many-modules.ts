@@ -111,7 +111,8 @@ if (process.argv[2] === '--measure') {
         const content = await buildKernelModule({
           name,
           kernel: KERNEL,
-          textSize: 64 * 1024,
+          // Random code, so the modules compress like real ones; the version makes each image's modules distinct.
+          text: randomBytes(64 * 1024),
           modinfo: [['version', `${image}`]],
         });
         entries.push({ type: 'file', name: `${DIR}/extra/${name}.ko`, content });
