@@ -285,6 +285,21 @@ describe('image stage: verifyModuleImage', () => {
     ]);
   });
 
+  it('re-resolves a tag after the TTL (tags move) and answers an unchanged digest from the verdict cache', async () => {
+    const { ref, source } = await setup([await ko(`${DIR}/kmm_ci_a.ko`), modulesDep('kmm_ci_a.ko:\n')]);
+    let now = 1_000_000;
+    const cache = new ImageStageCache({ resolveTtlMs: 10_000, now: () => now });
+    await verifyModuleImage({ source, cache }, request(ref));
+    now += 5_000;
+    await verifyModuleImage({ source, cache }, request(ref));
+    expect(source.resolves, 'within the TTL').to.equal(1);
+    now += 10_000;
+    const again = await verifyModuleImage({ source, cache }, request(ref));
+    expect(source.resolves, 'after the TTL').to.equal(2);
+    expect(again.verified).to.equal(true);
+    expect(source.opened, 'same digest: no layer read again').to.have.length(1);
+  });
+
   it('reports an unreachable registry as not definite and does not cache it', async () => {
     const { ref, source } = await setup([await ko(`${DIR}/kmm_ci_a.ko`), modulesDep('kmm_ci_a.ko:\n')]);
     let failures = 1;
