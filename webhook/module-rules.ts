@@ -5,6 +5,7 @@ import { resolveModuleForKernel } from '../src/kernel/resolve.ts';
 import { validateModule, validateModuleUpdate } from '../src/kernel/validate.ts';
 import type { AdmissionRequest, AdmissionVerdict } from './admission-review.ts';
 import type { ActivePreflight } from './active-preflights.ts';
+import { CacheNotSyncedError } from './cache.ts';
 import { objectName } from './preflight-rules.ts';
 import { allow, denyForbidden, denyInvalid } from './verdicts.ts';
 
@@ -37,9 +38,18 @@ export function reviewModule(request: AdmissionRequest, context: ModuleRuleConte
 }
 
 function reviewDelete(request: AdmissionRequest, context: ModuleRuleContext): AdmissionVerdict {
-  const active = context.activePreflights();
-  if (active.length === 0) return allow();
   const key = moduleKey(request, request.oldObject);
+  let active: readonly ActivePreflight[];
+  try {
+    active = context.activePreflights();
+  } catch (err) {
+    // A delete is always allowed: not knowing the preflights yet only costs the warning.
+    if (!(err instanceof CacheNotSyncedError)) throw err;
+    return allow([
+      `Module ${key} deleted before the webhook loaded the preflights: any active one will drop it`,
+    ]);
+  }
+  if (active.length === 0) return allow();
   return allow(
     active.map(
       (preflight) =>

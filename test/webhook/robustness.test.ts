@@ -85,6 +85,18 @@ describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', functio
     expect(answer.response.status.code).to.equal(422);
   });
 
+  it('allows a Module DELETE while the cache has not synced, with a warning', async () => {
+    webhook.cache.isSynced = false;
+    const body = await fixture('module-update.json');
+    body.request.operation = 'DELETE';
+    body.request.object = null;
+    const { body: answer } = await webhook.post(body);
+    expect(answer.response.allowed).to.equal(true);
+    expect(answer.response.warnings).to.deep.equal([
+      'Module drivers/kmm-ci deleted before the webhook loaded the preflights: any active one will drop it',
+    ]);
+  });
+
   it('admits with a warning when the rules fail under --failure-mode=allow', async () => {
     const open = await startTestWebhook({ policy: { failureMode: 'allow' } });
     try {
