@@ -300,6 +300,20 @@ describe('image stage: verifyModuleImage', () => {
     expect(source.opened, 'same digest: no layer read again').to.have.length(1);
   });
 
+  it('turns a hostile layer into a definite verdict naming the limit', async () => {
+    const entries = Array.from({ length: 60 }, (_, i): TarEntrySpec => ({
+      type: 'file',
+      name: `junk/${i}`,
+      content: '',
+    }));
+    const { ref, source } = await setup([await ko(`${DIR}/kmm_ci_a.ko`), ...entries]);
+    const verdict = await verifyModuleImage({ source, limits: { maxEntriesPerLayer: 50 } }, request(ref));
+    expect(verdict).to.include({ verified: false, definite: true, errorCode: 'LIMIT_EXCEEDED' });
+    expect(verdict.reason).to.match(
+      /^cannot read registry.test\/kmod:v1: layer sha256:\w+ has more than 50 tar entries/,
+    );
+  });
+
   it('reports an unreachable registry as not definite and does not cache it', async () => {
     const { ref, source } = await setup([await ko(`${DIR}/kmm_ci_a.ko`), modulesDep('kmm_ci_a.ko:\n')]);
     let failures = 1;
