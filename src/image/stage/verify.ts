@@ -187,12 +187,7 @@ class ImageScan {
     };
     const problems: string[] = [];
     const notes: string[] = [];
-    if (!depmod) {
-      problems.push(
-        `no depmod index (modules.dep) in /${this.#kernelDir}/, so \`modprobe -d ${this.#dirName}\` cannot find the module: ` +
-          `add \`RUN depmod -b ${this.#dirName} \${KERNEL_FULL_VERSION}\` to the Dockerfile`,
-      );
-    } else if (modulesDep === null) {
+    if (depmod && modulesDep === null) {
       notes.push(
         `only the binary index modules.dep.bin is in /${this.#kernelDir}/: whether it lists the module was not checked`,
       );
@@ -209,6 +204,13 @@ class ImageScan {
       );
       findings.push(finding);
       if (finding.problem !== null) problems.push(finding.problem);
+    }
+    // Without the kernel directory at all, "module not there" already says it; the index is the next fix.
+    if (!depmod && (findings.some((f) => f.path !== null) || view.hasDirectory(this.#kernelDir))) {
+      problems.push(
+        `no depmod index (modules.dep) in /${this.#kernelDir}/, so \`modprobe -d ${this.#dirName}\` cannot find the module: ` +
+          `add \`RUN depmod -b ${this.#dirName} \${KERNEL_FULL_VERSION}\` to the Dockerfile`,
+      );
     }
     this.#checkFirmware(view, problems, notes);
     const first = findings[0];
@@ -323,8 +325,12 @@ class ImageScan {
       problems.push(`${wanted.name} needs ${missing.name}: ${missing.reason}`);
     if (report.outsideImage.length > 0) {
       notes.push(
-        `${wanted.name} depends on ${report.outsideImage.join(', ')}, not in the image: modprobe -d ${this.#dirName} will not load ` +
-          `${report.outsideImage.length === 1 ? 'it' : 'them'}, so ${report.outsideImage.length === 1 ? 'it' : 'they'} must be in-tree module(s) of ${this.#request.kernel} already loaded on the node`,
+        report.outsideImage.length === 1
+          ? `${wanted.name} depends on ${report.outsideImage[0]}, not in the image: modprobe -d ${this.#dirName} will ` +
+              `not load it, so it must be an in-tree module of ${this.#request.kernel} already loaded on the node`
+          : `${wanted.name} depends on ${report.outsideImage.join(', ')}, not in the image: modprobe -d ` +
+              `${this.#dirName} will not load them, so they must be in-tree modules of ${this.#request.kernel} ` +
+              'already loaded on the node',
       );
     }
     return {

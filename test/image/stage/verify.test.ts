@@ -190,7 +190,7 @@ describe('image stage: verifyModuleImage', () => {
     expect(verdict.verified).to.equal(true);
     expect(verdict.dependencies).to.deep.equal({ found: [], missing: [] });
     expect(verdict.reason).to.include(`depends on nvme_core, not in the image`);
-    expect(verdict.reason).to.include(`in-tree module(s) of ${K}`);
+    expect(verdict.reason).to.include(`it must be an in-tree module of ${K} already loaded on the node`);
   });
 
   it('checks every module of modulesLoadingOrder', async () => {
