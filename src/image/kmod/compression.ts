@@ -1,6 +1,7 @@
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import { xz } from '@napi-rs/lzma';
 
+import { canonicalModuleName } from '../../kernel/module-file.ts';
 import { ImageError } from '../source.ts';
 import { KmodError } from './errors.ts';
 
@@ -35,14 +36,10 @@ export function moduleCompressionOf(fileName: string): ModuleCompression | undef
 export function moduleNameOfFile(fileName: string): string | undefined {
   const base = fileName.slice(fileName.lastIndexOf('/') + 1);
   for (const [ext] of EXTENSIONS) {
-    if (base.endsWith(ext) && base.length > ext.length) return foldModuleName(base.slice(0, -ext.length));
+    if (base.endsWith(ext) && base.length > ext.length)
+      return canonicalModuleName(base.slice(0, -ext.length));
   }
   return undefined;
-}
-
-/** modprobe treats `-` and `_` in module names as the same character. */
-export function foldModuleName(name: string): string {
-  return name.replaceAll('-', '_');
 }
 
 /** Returns the uncompressed module; the file name's extension must agree with the content's magic bytes. */

@@ -1,4 +1,5 @@
-import { foldModuleName, moduleNameOfFile } from './compression.ts';
+import { canonicalModuleName } from '../../kernel/module-file.ts';
+import { moduleNameOfFile } from './compression.ts';
 import type { ModulesDep } from './modules-dep.ts';
 
 /**
@@ -62,7 +63,7 @@ export function resolveDependencies(
     });
   }
   for (const rawName of module.depends) {
-    const name = foldModuleName(rawName);
+    const name = canonicalModuleName(rawName);
     if (seen.has(name)) continue;
     seen.add(name);
     const indexed = modulesDep?.byName.get(name);

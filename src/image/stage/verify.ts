@@ -1,4 +1,5 @@
 import {
+  canonicalModuleName,
   createModuleFileMatcher,
   type ModuleFileMatcher,
   type WantedModule,
@@ -417,7 +418,7 @@ class ImageScan {
         throw err;
       }
       for (const name of info.depends) {
-        const indexed = modulesDep.byName.get(name.replaceAll('-', '_'));
+        const indexed = modulesDep.byName.get(canonicalModuleName(name));
         if (indexed !== undefined) dependencyPaths.push(indexed);
       }
       for (const dependency of dependencyPaths) {
