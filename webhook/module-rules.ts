@@ -86,7 +86,9 @@ function reviewWrite(request: AdmissionRequest, context: ModuleRuleContext): Adm
       );
       continue;
     }
-    const before = old == null ? undefined : usableFor(old, preflight.kernel);
+    // Only a Module that was valid before can regress; an old object that never was valid is not protected.
+    const before =
+      old == null || validateModule(old).length > 0 ? undefined : usableFor(old, preflight.kernel);
     if (before?.ok === true) {
       breaks.push(
         `this change leaves Module ${key} with ${now.problem} for kernel ${preflight.kernel}, the target of ` +

@@ -313,6 +313,20 @@ describe('webhook rules over HTTPS: Module', function () {
       ]);
     });
 
+    it('does not protect a mapping the old object only had while it was invalid', async () => {
+      const body = await fixture('module-update.json');
+      body.request.oldObject.spec.moduleLoader.container.kernelMappings.push({
+        literal: KERNEL_427,
+        regexp: '^x',
+      });
+      body.request.object.spec.moduleLoader.container.kernelMappings = [
+        { literal: KERNEL_284, containerImage: 'quay.io/acme/kmm-ci:1' },
+      ];
+      const { body: answer } = await webhook.post(body);
+      expect(answer.response.allowed).to.equal(true);
+      expect(answer.response.warnings[0]).to.contain('will report it failed');
+    });
+
     it('admits a CREATE without a mapping for the kernel, with a warning', async () => {
       const created = module('drivers', 'new', {
         kernelMappings: [{ literal: KERNEL_284, containerImage: 'quay.io/a/b:1' }],
