@@ -315,10 +315,10 @@ describe('webhook rules over HTTPS: Module', function () {
 
     it('does not protect a mapping the old object only had while it was invalid', async () => {
       const body = await fixture('module-update.json');
-      body.request.oldObject.spec.moduleLoader.container.kernelMappings.push({
-        literal: KERNEL_427,
-        regexp: '^x',
-      });
+      // literal and regexp together: the old object broke KMM's rules.
+      body.request.oldObject.spec.moduleLoader.container.kernelMappings = [
+        { literal: KERNEL_427, regexp: '^x', containerImage: 'quay.io/acme/kmm-ci:1' },
+      ];
       body.request.object.spec.moduleLoader.container.kernelMappings = [
         { literal: KERNEL_284, containerImage: 'quay.io/acme/kmm-ci:1' },
       ];
