@@ -108,7 +108,7 @@ try {
       return total === TOTAL && (verified ?? 0) + (failed ?? 0) === TOTAL ? { verified, failed } : undefined;
     },
     600_000,
-    200,
+    1_000,
   );
   const wallMs = performance.now() - started;
 

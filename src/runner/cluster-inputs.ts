@@ -23,6 +23,10 @@ export class ClusterCredentials {
   readonly #logger: Logger;
   readonly #clusterSecret: { namespace: string; name: string } | undefined;
   readonly #secrets = new Map<string, { at: number; value: Promise<RegistryCredentials | undefined> }>();
+  readonly #merged = new WeakMap<
+    RegistryCredentials,
+    { cluster: RegistryCredentials; credentials: RegistryCredentials }
+  >();
 
   constructor(client: KubeClient, logger: Logger, clusterSecret?: { namespace: string; name: string }) {
     this.#client = client;
@@ -30,14 +34,21 @@ export class ClusterCredentials {
     this.#clusterSecret = clusterSecret;
   }
 
-  /** The Module's imageRepoSecret first, then the cluster pull secret; either may be absent. */
+  /**
+   * The Module's imageRepoSecret first, then the cluster pull secret; either may be absent. The same object comes
+   * back for the same secrets, so the Image stage's caches (keyed by credentials identity) are shared by every
+   * Module that pulls with them.
+   */
   async forModule(module: Module, data: ModuleLoaderData): Promise<RegistryCredentials> {
-    const own =
-      data.imageRepoSecret === undefined
-        ? undefined
-        : await this.#secret(module.metadata.namespace, data.imageRepoSecret.name);
     const cluster = await this.cluster();
-    return RegistryCredentials.merge(own ?? RegistryCredentials.none, cluster);
+    if (data.imageRepoSecret === undefined) return cluster;
+    const own = await this.#secret(module.metadata.namespace, data.imageRepoSecret.name);
+    if (own === undefined) return cluster;
+    const merged = this.#merged.get(own);
+    if (merged?.cluster === cluster) return merged.credentials;
+    const credentials = RegistryCredentials.merge(own, cluster);
+    this.#merged.set(own, { cluster, credentials });
+    return credentials;
   }
 
   /** The cluster pull secret's credentials (none when not configured or missing). */

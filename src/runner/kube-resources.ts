@@ -41,11 +41,15 @@ export function kubePreflightResources(client: KubeClient): PreflightResources {
     },
     replaceStatus(resource, status: PreflightValidationOCPStatus) {
       // PUT on /status with the resourceVersion we read: the API server refuses it (409) if anything wrote in
-      // between, and ignores everything but the status.
+      // between, and ignores everything but the status. managedFields are left out (the server keeps its own):
+      // they only make a large request larger.
+      const { managedFields: _managedFields, ...metadata } = resource.metadata as typeof resource.metadata & {
+        managedFields?: unknown;
+      };
       return client.request<PreflightValidationOCP>(
         'PUT',
         resourcePath(PREFLIGHT_RESOURCE, { name: resource.metadata.name, subresource: 'status' }),
-        { body: { ...resource, status }, contentType: ContentType.json },
+        { body: { ...resource, metadata, status }, contentType: ContentType.json },
       );
     },
   };

@@ -65,6 +65,8 @@ export interface ReconcilerConfig {
 
 export interface ReconcilerDeps {
   readonly resources: PreflightResources;
+  /** The resource from the informer cache (may lag behind the API server). */
+  readonly cached: (name: string) => PreflightValidationOCP | undefined;
   /** The Modules in the watched namespaces, from the informer caches. */
   readonly modules: () => readonly Module[];
   readonly validate: ModuleValidator;
@@ -90,7 +92,16 @@ interface ResourceState {
   /** Results not yet written, in arrival order. */
   readonly results: ModuleResult[];
   readonly schedule: Map<ModuleKey, Attempt>;
+  /** When this runner first saw the resource (epoch ms). */
+  readonly firstSeenMs: number;
 }
+
+/**
+ * A new resource whose release is still being resolved gets its first status this long after it was seen, unless
+ * the kernel is known sooner: a large status is slow to store, and writing every entry as queued just before
+ * writing it again with the kernel costs a write for nothing.
+ */
+const FIRST_WRITE_GRACE_MS = 1_500;
 
 export interface ReconcileResult {
   /** Reconcile again after this long (the next retry or release resolution), if anything is pending. */
@@ -104,6 +115,8 @@ const MAX_CONFLICT_RETRIES = 5;
 export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #states = new Map<string, ResourceState>();
+  /** The object each status write returned, so the next reconcile need not read it back. */
+  readonly #lastWritten = new Map<string, PreflightValidationOCP>();
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -118,7 +131,7 @@ export class Reconciler {
 
   async reconcile(name: string): Promise<ReconcileResult> {
     const { resources, kernels, now } = this.#deps;
-    let resource = await resources.get(name);
+    let resource = await this.#current(name);
     if (resource === undefined || resource.metadata.deletionTimestamp !== undefined) {
       this.#forget(name);
       return { wrote: false };
@@ -135,7 +148,7 @@ export class Reconciler {
     this.#abortStale(state, identities, generation, targetKernel);
 
     let wrote = false;
-    let status: PreflightValidationOCPStatus | undefined;
+    let requeueAfterMs = retryInMs;
     for (let attempt = 0; ; attempt += 1) {
       const results = state.results.slice();
       const decision = computeStatus(
@@ -145,19 +158,39 @@ export class Reconciler {
         results,
         new Date(now()),
       );
-      status = decision.status;
+      // Validations start before the write: a large status takes the API server a while to store, and the
+      // checks need not wait for it.
+      if (targetKernel !== undefined) {
+        const nextDueMs = this.#startDue(
+          name,
+          resource,
+          state,
+          modules,
+          decision.status,
+          generation,
+          targetKernel,
+        );
+        if (nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, nextDueMs - now());
+      }
       if (!decision.changed) {
         state.results.splice(0, results.length);
         break;
       }
+      const graceLeft = state.firstSeenMs + FIRST_WRITE_GRACE_MS - now();
+      if (resource.status === undefined && kernel.state === 'pending' && graceLeft > 0) {
+        requeueAfterMs = minDefined(requeueAfterMs, graceLeft);
+        break;
+      }
       try {
         resource = await resources.replaceStatus(resource, decision.status);
+        this.#lastWritten.set(name, resource);
         this.#deps.metrics.statusWrites.inc({ result: 'ok' });
         state.results.splice(0, results.length);
         wrote = true;
         this.#announce(resource, decision.transitions, decision.status);
         break;
       } catch (err) {
+        this.#lastWritten.delete(name);
         if (!isConflict(err) || attempt >= MAX_CONFLICT_RETRIES) {
           this.#deps.metrics.statusWrites.inc({ result: 'error' });
           throw err;
@@ -171,30 +204,58 @@ export class Reconciler {
         resource = fresh;
       }
     }
-
-    let requeueAfterMs = retryInMs;
-    if (targetKernel !== undefined) {
-      const basisOf = (m: ModuleIdentity): ValidationBasis => ({
-        resourceGeneration: generation,
-        moduleGeneration: m.generation,
-        targetKernel,
-      });
-      const plan = planValidations(
-        status.modules ?? [],
-        identities,
-        basisOf,
-        state.schedule,
-        new Set(state.inFlight.keys()),
-        now(),
-      );
-      const byKey = new Map(modules.map((m) => [moduleKey(identityOf(m)), m]));
-      for (const due of plan.due) {
-        const module = byKey.get(moduleKey(due));
-        if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), targetKernel);
-      }
-      if (plan.nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, plan.nextDueMs - now());
-    }
     return requeueAfterMs === undefined ? { wrote } : { wrote, requeueAfterMs: Math.max(0, requeueAfterMs) };
+  }
+
+  /**
+   * The resource to build on: what this runner wrote last, unless the cache shows a newer spec or another object
+   * of that name; else the cached object; else a read. A stale base only costs a 409 and a fresh read.
+   */
+  async #current(name: string): Promise<PreflightValidationOCP | undefined> {
+    const cached = this.#deps.cached(name);
+    const written = this.#lastWritten.get(name);
+    if (
+      written !== undefined &&
+      cached !== undefined &&
+      cached.metadata.uid === written.metadata.uid &&
+      (cached.metadata.generation ?? 1) <= (written.metadata.generation ?? 1) &&
+      cached.metadata.deletionTimestamp === undefined
+    ) {
+      return written;
+    }
+    this.#lastWritten.delete(name);
+    return cached ?? (await this.#deps.resources.get(name));
+  }
+
+  /** Starts the validations that are due; returns when the next one falls due, if any. */
+  #startDue(
+    name: string,
+    resource: PreflightValidationOCP,
+    state: ResourceState,
+    modules: readonly Module[],
+    status: PreflightValidationOCPStatus,
+    generation: number,
+    targetKernel: string,
+  ): number | undefined {
+    const basisOf = (m: ModuleIdentity): ValidationBasis => ({
+      resourceGeneration: generation,
+      moduleGeneration: m.generation,
+      targetKernel,
+    });
+    const plan = planValidations(
+      status.modules ?? [],
+      modules.map(identityOf),
+      basisOf,
+      state.schedule,
+      new Set(state.inFlight.keys()),
+      this.#deps.now(),
+    );
+    const byKey = new Map(modules.map((m) => [moduleKey(identityOf(m)), m]));
+    for (const due of plan.due) {
+      const module = byKey.get(moduleKey(due));
+      if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), targetKernel);
+    }
+    return plan.nextDueMs;
   }
 
   /** Abandons every validation (shutdown). */
@@ -212,12 +273,14 @@ export class Reconciler {
       inFlight: new Map(),
       results: [],
       schedule: new Map(),
+      firstSeenMs: this.#deps.now(),
     };
     this.#states.set(name, state);
     return state;
   }
 
   #forget(name: string): void {
+    this.#lastWritten.delete(name);
     const state = this.#states.get(name);
     if (state === undefined) return;
     for (const { controller } of state.inFlight.values()) controller.abort();

@@ -135,6 +135,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   kernels.onSettled((name) => queue.add(name));
   const reconciler = new Reconciler({
     resources: kubePreflightResources(client),
+    cached: (name) => preflights.get(name),
     modules: () => moduleInformers.flatMap((i) => i.list()),
     validate: (request) => validateModule(engine, request),
     kernels,

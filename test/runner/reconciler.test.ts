@@ -65,6 +65,8 @@ function setup(options: {
   modules: Module[];
 }) {
   const resources = new MemoryResources();
+  /** Added to the wall clock, to step past the first-write grace. */
+  const clock = { offsetMs: 0 };
   const events: string[] = [];
   const sink: EventSink = { emit: (_r, _t, reason) => events.push(reason) };
   const queue = new WorkQueue({ baseMs: 10, maxMs: 100, jitter: 0 });
@@ -78,6 +80,7 @@ function setup(options: {
   kernels.onSettled((name) => queue.add(name));
   const reconciler = new Reconciler({
     resources,
+    cached: () => structuredClone(resources.resource),
     modules: () => options.modules,
     validate: options.validate,
     kernels,
@@ -86,7 +89,7 @@ function setup(options: {
     pool: new TaskPool(4),
     logger: createLogger({ level: 'silent' }),
     metrics: createRunnerMetrics({ defaultMetrics: false }),
-    now: Date.now,
+    now: () => Date.now() + clock.offsetMs,
     config: {
       platform: { os: 'linux', architecture: 'amd64' },
       schedule: {
@@ -98,7 +101,7 @@ function setup(options: {
       validationTimeoutMs: 5_000,
     },
   });
-  return { resources, events, queue, reconciler, resolveRelease: () => resolveRelease() };
+  return { resources, events, queue, reconciler, clock, resolveRelease: () => resolveRelease() };
 }
 
 /** Runs reconciles as the worker would, until `done()` holds. */
@@ -135,7 +138,11 @@ describe('runner: Reconciler', () => {
       },
     });
     const first = await t.reconciler.reconcile('pf');
-    expect(first.wrote).to.equal(true);
+    expect(first.wrote, 'a new resource waits briefly for its kernel before the first write').to.equal(false);
+    expect(first.requeueAfterMs).to.be.within(1, 1_500);
+    t.clock.offsetMs = 1_500;
+    const second = await t.reconciler.reconcile('pf');
+    expect(second.wrote, 'then shows its entries as queued').to.equal(true);
     const queued = t.resources.writes[0];
     expect(queued?.modules).to.have.length(40);
     expect(queued?.conditions?.find((c) => c.type === 'KernelResolved')?.status).to.equal('Unknown');
@@ -178,6 +185,8 @@ describe('runner: Reconciler', () => {
       modules: [moduleNamed('ns', 'a')],
       validate: () => Promise.resolve(StageOutcomes.verified('ok')),
     });
+    await t.reconciler.reconcile('pf');
+    t.clock.offsetMs = 1_500;
     t.resources.conflictsToInject = 2;
     const result = await t.reconciler.reconcile('pf');
     expect(result.wrote).to.equal(true);
