@@ -8,6 +8,7 @@ import { moduleNameOfFile } from '../kmod/compression.ts';
 import { resolveDependencies, type ImageModuleTree } from '../kmod/dependencies.ts';
 import { KmodError } from '../kmod/errors.ts';
 import { inspectModule, type ModuleInspection } from '../kmod/inspect.ts';
+import { modulesDepTextFromIndex } from '../kmod/modules-dep-bin.ts';
 import { parseModulesDep, type ModulesDep } from '../kmod/modules-dep.ts';
 import type { FileRef, ImageView } from '../layers/image-view.ts';
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from '../layers/limits.ts';
@@ -174,8 +175,26 @@ class ImageScan {
     const kernelDirectories = view.directoriesIn(this.#matcher.modulesRoot.slice(0, -1));
     const indexFile = view.lookupFile(`${this.#kernelDir}/modules.dep`);
     const binaryIndex = view.lookupFile(`${this.#kernelDir}/modules.dep.bin`);
-    const modulesDep = indexFile.state === 'present' ? await this.#modulesDep(indexFile.file) : null;
-    const depmod = modulesDep !== null || binaryIndex.state === 'present';
+    const depmod = indexFile.state === 'present' || binaryIndex.state === 'present';
+    const problems: string[] = [];
+    const notes: string[] = [];
+    let modulesDep: ModulesDep | null = null;
+    if (indexFile.state === 'present') {
+      modulesDep = await this.#modulesDep(indexFile.file);
+    } else if (binaryIndex.state === 'present') {
+      try {
+        modulesDep = await this.#modulesDep(binaryIndex.file);
+        notes.push(
+          `/${this.#kernelDir}/modules.dep is missing: read depmod's binary index modules.dep.bin instead`,
+        );
+      } catch (err) {
+        if (!(err instanceof KmodError)) throw err;
+        problems.push(
+          `/${this.#kernelDir}/modules.dep.bin is not a usable depmod index (${err.message}): ` +
+            `add \`RUN depmod -b ${this.#dirName} \${KERNEL_FULL_VERSION}\` to the Dockerfile`,
+        );
+      }
+    }
     const moduleFiles = view
       .filesUnder(this.#kernelDir)
       .filter((f) => moduleNameOfFile(f.path) !== undefined);
@@ -186,13 +205,6 @@ class ImageScan {
         return file ? this.#relative(file.path) : undefined;
       },
     };
-    const problems: string[] = [];
-    const notes: string[] = [];
-    if (depmod && modulesDep === null) {
-      notes.push(
-        `only the binary index modules.dep.bin is in /${this.#kernelDir}/: whether it lists the module was not checked`,
-      );
-    }
     const findings: ModuleFinding[] = [];
     for (const wanted of this.#matcher.wanted) {
       const finding = await this.#checkModule(
@@ -378,7 +390,8 @@ class ImageScan {
    * dependencies unless their facts are already known for this layer.
    */
   #wanted(path: string, layer: Descriptor): boolean {
-    if (path === `${this.#kernelDir}/modules.dep`) return true;
+    if (path === `${this.#kernelDir}/modules.dep` || path === `${this.#kernelDir}/modules.dep.bin`)
+      return true;
     return (
       this.#isNeededModule(path) &&
       this.#cache.moduleFacts.get(moduleFactsKey(layer.digest, path)) === undefined
@@ -471,10 +484,10 @@ class ImageScan {
     let parsed = this.#parsedIndexes.get(key);
     if (!parsed) {
       parsed = this.#content(file).then((bytes) =>
-        parseModulesDep(bytes.toString('utf8'), {
-          kernel: this.#request.kernel,
-          root: normalizeImagePath(this.#dirName),
-        }),
+        parseModulesDep(
+          file.path.endsWith('.bin') ? modulesDepTextFromIndex(bytes) : bytes.toString('utf8'),
+          { kernel: this.#request.kernel, root: normalizeImagePath(this.#dirName) },
+        ),
       );
       this.#parsedIndexes.set(key, parsed);
     }

@@ -1,6 +1,9 @@
 import { expect } from 'chai';
+import { readFile } from 'node:fs/promises';
 
 import { resolveDependencies, type ImageModuleTree } from '../../../src/image/kmod/dependencies.ts';
+import { KmodError } from '../../../src/image/kmod/errors.ts';
+import { modulesDepTextFromIndex } from '../../../src/image/kmod/modules-dep-bin.ts';
 import { parseModulesDep } from '../../../src/image/kmod/modules-dep.ts';
 
 const KERNEL = '5.14.0-284.el9.x86_64';
@@ -99,5 +102,28 @@ describe('kmod: dependency resolution', () => {
       tree(['extra/a.ko', 'extra/b.ko']),
     );
     expect(report).to.deep.equal({ found: ['b'], missing: [], outsideImage: [] });
+  });
+});
+
+describe('kmod: modules.dep.bin', () => {
+  const fixture = new URL('./fixtures/depmod-kmod30-modules.dep.bin', import.meta.url);
+
+  it('lists the lines of an index written by depmod (kmod 30), compressed names included', async () => {
+    const text = modulesDepTextFromIndex(await readFile(fixture));
+    expect(text).to.equal('extra/kmm_ci_a.ko:\nextra/kmm-ci-b.ko.xz:\n');
+    expect(parseModulesDep(text, location).byName.get('kmm_ci_b')).to.equal('extra/kmm-ci-b.ko.xz');
+  });
+
+  it('rejects a file that is not an index, a truncated one, and one whose nodes loop', async () => {
+    const bytes = await readFile(fixture);
+    expect(() => modulesDepTextFromIndex(Buffer.from('extra/a.ko:\n'))).to.throw(KmodError, /bad magic/);
+    expect(() => modulesDepTextFromIndex(bytes.subarray(0, 40))).to.throw(KmodError, /truncated/);
+    const loop = Buffer.alloc(20);
+    loop.writeUInt32BE(0xb007f457, 0);
+    loop.writeUInt32BE(0x00020001, 4);
+    loop.writeUInt32BE(0x20000000 | 12, 8); // root: a children node at 12
+    loop.set([0x61, 0x61], 12); // one child, 'a'
+    loop.writeUInt32BE(0x20000000 | 12, 14); // ... which is the root again
+    expect(() => modulesDepTextFromIndex(loop)).to.throw(KmodError, /cycle/);
   });
 });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 import {
@@ -124,14 +125,27 @@ describe('image stage: verifyModuleImage', () => {
     expect(verdict.reason).to.include('RUN depmod -b /opt ${KERNEL_FULL_VERSION}');
   });
 
-  it('accepts the binary index alone, with a note that its listing was not checked', async () => {
+  it('reads the binary index when modules.dep is missing, and rejects a corrupt one', async () => {
+    // Written by Debian kmod 30's depmod over extra/kmm_ci_a.ko and extra/kmm-ci-b.ko.xz.
+    const depmodBin = await readFile(
+      new URL('../kmod/fixtures/depmod-kmod30-modules.dep.bin', import.meta.url),
+    );
     const { ref, source } = await setup([
-      await ko(`${DIR}/kmm_ci_a.ko`),
-      { type: 'file', name: `${DIR}/modules.dep.bin`, content: Buffer.from([0xb0, 0x07, 0xf4, 0x57]) },
+      await ko(`${DIR}/extra/kmm_ci_a.ko`),
+      { type: 'file', name: `${DIR}/modules.dep.bin`, content: depmodBin },
     ]);
     const verdict = await verifyModuleImage({ source }, request(ref));
     expect(verdict).to.include({ verified: true, depmod: true });
-    expect(verdict.notes.join()).to.include('only the binary index');
+    expect(verdict.notes.join()).to.include("read depmod's binary index modules.dep.bin instead");
+    const corrupt = await setup([
+      await ko(`${DIR}/extra/kmm_ci_a.ko`),
+      { type: 'file', name: `${DIR}/modules.dep.bin`, content: depmodBin.subarray(0, 40) },
+    ]);
+    const rejected = await verifyModuleImage({ source: corrupt.source }, request(corrupt.ref));
+    expect(rejected.verified).to.equal(false);
+    expect(rejected.reason).to.include(
+      'modules.dep.bin is not a usable depmod index (modules.dep.bin is truncated)',
+    );
   });
 
   it('names both paths when modules.dep names a .ko.xz but the image holds the .ko', async () => {
