@@ -168,23 +168,44 @@ export class CertificateWatcher {
     this.#debounce.unref();
   }
 
+  // Never rejects: it runs from timers and file notifications, where a rejection would end the process.
   async #reloadOnce(): Promise<void> {
     let loaded: LoadedCertificate;
     try {
       loaded = await loadCertificate(this.#options.certFile, this.#options.keyFile);
     } catch (err) {
-      if (!(err instanceof CertificateLoadError)) throw err;
-      // Report a given broken state once, not on every poll.
-      const digest = `${err.code}:${err.message}`;
-      if (digest !== this.#lastErrorDigest) {
-        this.#lastErrorDigest = digest;
-        this.#options.onError(err);
-      }
+      this.#report(
+        err instanceof CertificateLoadError
+          ? err
+          : new CertificateLoadError('ERR_CERT_READ', errorMessage(err)),
+      );
+      return;
+    }
+    if (this.#stopped || loaded.contentDigest === this.#current.contentDigest) {
+      this.#lastErrorDigest = undefined;
+      return;
+    }
+    try {
+      this.#options.onChange(loaded);
+    } catch (err) {
+      // TLS refused the pair (e.g. a key type it cannot serve): keep the current one, retry on the next change.
+      this.#report(
+        new CertificateLoadError(
+          'ERR_CERT_PARSE',
+          `the new certificate cannot be served: ${errorMessage(err)}`,
+        ),
+      );
       return;
     }
     this.#lastErrorDigest = undefined;
-    if (this.#stopped || loaded.contentDigest === this.#current.contentDigest) return;
     this.#current = loaded;
-    this.#options.onChange(loaded);
+  }
+
+  /** Reports a given broken state once, not on every poll. */
+  #report(err: CertificateLoadError): void {
+    const digest = `${err.code}:${err.message}`;
+    if (digest === this.#lastErrorDigest) return;
+    this.#lastErrorDigest = digest;
+    this.#options.onError(err);
   }
 }

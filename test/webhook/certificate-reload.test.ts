@@ -5,6 +5,11 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { expect } from 'chai';
 import { writeServingCertificates } from '../../certs/files.ts';
+import {
+  CertificateWatcher,
+  loadCertificate,
+  type CertificateLoadError,
+} from '../../webhook/serving-certificate.ts';
 import { fixture, makeCertificates, startTestWebhook, type TestWebhook } from './harness.ts';
 
 /** Fingerprint of the certificate a fresh TLS handshake gets, and the local port of the socket used. */
@@ -153,6 +158,31 @@ describe('webhook serving certificate: hot reload from disk', function () {
       await rm(other.dir, { recursive: true, force: true });
     } finally {
       await webhook.close();
+      await rm(certificates.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the current certificate, and reports once, when serving the new one fails', async () => {
+    const certificates = await makeCertificates();
+    try {
+      const initial = await loadCertificate(certificates.certFile, certificates.keyFile);
+      const errors: CertificateLoadError[] = [];
+      const watcher = new CertificateWatcher({
+        certFile: certificates.certFile,
+        keyFile: certificates.keyFile,
+        initial,
+        onChange: () => {
+          throw new Error('unsupported key type');
+        },
+        onError: (err) => errors.push(err),
+      });
+      await makeCertificates(certificates.dir);
+      await watcher.reload();
+      await watcher.reload();
+      expect(watcher.current.fingerprint256).to.equal(initial.fingerprint256);
+      expect(errors.map((e) => e.code)).to.deep.equal(['ERR_CERT_PARSE']);
+      expect(errors[0]?.message).to.contain('the new certificate cannot be served: unsupported key type');
+    } finally {
       await rm(certificates.dir, { recursive: true, force: true });
     }
   });
