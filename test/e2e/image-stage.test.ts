@@ -122,6 +122,8 @@ describe('e2e: image stage on a real registry', function () {
       ],
     ]);
     refs.zstd = await push('zstd', [base(), present], 'zstd');
+    await pushLayout(`oci:${workDir}:present`, `${repo}:docker-v2s2`, registry, { format: 'v2s2' });
+    refs.dockerV2s2 = `${registry.host}/${repo}:docker-v2s2`;
     refs.compressed = await push('compressed', [
       base(),
       [await ko(`${DIR}/extra/kmm-ci-a.ko.xz`, { compression: 'xz' }), dep('extra/kmm-ci-a.ko.xz:\n')],
@@ -239,8 +241,9 @@ describe('e2e: image stage on a real registry', function () {
     expect(s390x.reason).to.match(/^no image for linux\/s390x/);
   });
 
-  it('reads zstd layers and compressed modules', async () => {
+  it('reads zstd layers, Docker schema2 images and compressed modules', async () => {
     expect((await verify(refs.zstd!)).verified).to.equal(true);
+    expect((await verify(refs.dockerV2s2!)).verified).to.equal(true);
     expect(await verify(refs.compressed!)).to.include({
       verified: true,
       path: `/${DIR}/extra/kmm-ci-a.ko.xz`,
