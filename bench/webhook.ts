@@ -151,13 +151,18 @@ async function serve(mode: ServeMode, certFile: string, keyFile: string): Promis
     );
   }
   process.send?.({ port });
-  process.on('message', () => process.send?.({ rss: process.memoryUsage().rss }));
+  process.on('message', () => {
+    const cpu = process.cpuUsage();
+    process.send?.({ rss: process.memoryUsage().rss, cpuMicros: cpu.user + cpu.system });
+  });
 }
 
 interface RunSamples {
   readonly latencies: number[];
   readonly errors: number;
   readonly peakRss: number;
+  /** CPU time the server process used during the run. */
+  readonly cpuMicros: number;
 }
 
 interface RunFigures {
@@ -168,6 +173,8 @@ interface RunFigures {
   readonly requests: number;
   readonly errors: number;
   readonly peakRssMb: number;
+  /** Server CPU per answered request: a figure that stays meaningful when the machine is busy. */
+  readonly cpuMicrosPerRequest: number;
 }
 
 /** Percentiles over every run of one server (the rounds interleave the servers, so drift hits both alike). */
@@ -183,6 +190,7 @@ function summarize(runs: readonly RunSamples[]): RunFigures {
     requests: latencies.length,
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     peakRssMb: Math.max(...runs.map((run) => run.peakRss)) / 1024 / 1024,
+    cpuMicrosPerRequest: runs.reduce((sum, run) => sum + run.cpuMicros, 0) / Math.max(1, latencies.length),
   };
 }
 
@@ -206,10 +214,17 @@ async function startServer(
 async function load(port: number, body: string, seconds: number, child: ChildProcess): Promise<RunSamples> {
   const latencies: number[] = [];
   let peakRss = 0;
-  const onRss = (message: { rss?: number }): void => {
+  let cpuFirst: number | undefined;
+  let cpuLast = 0;
+  const onRss = (message: { rss?: number; cpuMicros?: number }): void => {
     if (message.rss !== undefined) peakRss = Math.max(peakRss, message.rss);
+    if (message.cpuMicros !== undefined) {
+      cpuFirst ??= message.cpuMicros;
+      cpuLast = message.cpuMicros;
+    }
   };
   child.on('message', onRss);
+  child.send('rss');
   const sampler = setInterval(() => child.send('rss'), 250);
   const instance = autocannon({
     url: `https://127.0.0.1:${port}/validate/module`,
@@ -229,7 +244,12 @@ async function load(port: number, body: string, seconds: number, child: ChildPro
   child.send('rss');
   await new Promise((done) => setTimeout(done, 100));
   child.off('message', onRss);
-  return { latencies, errors: result.errors + result.timeouts + result.non2xx, peakRss };
+  return {
+    latencies,
+    errors: result.errors + result.timeouts + result.non2xx,
+    peakRss,
+    cpuMicros: cpuLast - (cpuFirst ?? cpuLast),
+  };
 }
 
 async function main(): Promise<void> {
@@ -258,12 +278,12 @@ async function main(): Promise<void> {
     const bareFigures = summarize(bareRuns);
     const webhookFigures = summarize(webhookRuns);
     const row = (name: string, f: RunFigures): string =>
-      `${name.padEnd(8)} requests ${String(f.requests).padStart(6)}  p50 ${f.p50.toFixed(3)} ms  p99 ${f.p99.toFixed(3)} ms  p99.9 ${f.p999.toFixed(3)} ms  max ${f.max.toFixed(1)} ms  errors ${f.errors}  peak RSS ${f.peakRssMb.toFixed(0)} MB`;
+      `${name.padEnd(8)} requests ${String(f.requests).padStart(6)}  p50 ${f.p50.toFixed(3)} ms  p99 ${f.p99.toFixed(3)} ms  p99.9 ${f.p999.toFixed(3)} ms  max ${f.max.toFixed(1)} ms  errors ${f.errors}  peak RSS ${f.peakRssMb.toFixed(0)} MB  server CPU ${f.cpuMicrosPerRequest.toFixed(0)} µs/request`;
     console.log(row('bare', bareFigures));
     console.log(row('webhook', webhookFigures));
     const p99Ratio = webhookFigures.p99 / bareFigures.p99;
     console.log(
-      `ratios webhook/bare: p50 ${(webhookFigures.p50 / bareFigures.p50).toFixed(2)}x  p99 ${p99Ratio.toFixed(2)}x  RSS ${(webhookFigures.peakRssMb / bareFigures.peakRssMb).toFixed(2)}x`,
+      `ratios webhook/bare: p50 ${(webhookFigures.p50 / bareFigures.p50).toFixed(2)}x  p99 ${p99Ratio.toFixed(2)}x  RSS ${(webhookFigures.peakRssMb / bareFigures.peakRssMb).toFixed(2)}x  CPU/request ${(webhookFigures.cpuMicrosPerRequest / bareFigures.cpuMicrosPerRequest).toFixed(2)}x`,
     );
     const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
     console.log(
