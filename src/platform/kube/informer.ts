@@ -134,7 +134,7 @@ export class Informer<T extends KubeObject> {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#connect('relist');
+    this.#connect();
     this.#scheduleRelist();
   }
 
@@ -164,7 +164,7 @@ export class Informer<T extends KubeObject> {
     clearTimeout(this.#retryTimer);
     this.#stream?.abort();
     this.#stream = undefined;
-    this.#connect('now');
+    this.#connect();
   }
 
   #restartLater(reason: 'error' | 'gone' | 'silent' | 'closed', err?: unknown): void {
@@ -185,11 +185,11 @@ export class Informer<T extends KubeObject> {
     } else {
       this.#options.logger.debug({ resource: this.#name, reason }, 'watch restarting');
     }
-    this.#retryTimer = setTimeout(() => this.#connect('now'), delay);
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
     this.#retryTimer.unref();
   }
 
-  #connect(_why: 'relist' | 'now'): void {
+  #connect(): void {
     if (!this.#running) return;
     const epoch = ++this.#epoch;
     this.#run(epoch).catch((err: unknown) => {
