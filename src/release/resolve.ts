@@ -143,9 +143,12 @@ async function readReleaseFacts(
   release: ResolvedImage,
   digest: string,
 ): Promise<ReleaseFacts> {
+  // Blob reads need the same TLS and credentials as the manifests: an `insecure` registry serves both over HTTP.
+  const { platform: _platform, ...blobPull } = pull;
   const walkOptions = {
     ...(deps.layerLimits === undefined ? {} : { limits: deps.layerLimits }),
     ...(pull.signal === undefined ? {} : { signal: pull.signal }),
+    pull: blobPull,
   };
   // oc reads release-manifests/ from the last layer only; so do we (a lower layer's copy is the base image's).
   let manifests: Map<string, Buffer>;
