@@ -47,8 +47,24 @@ export async function loadManifestFile(path: string): Promise<ManifestDocument[]
   return parseManifests(await readFile(path, 'utf8'), relative(manifestsDir, path));
 }
 
+/** The overlays use kustomize v5 features (`labels`, `replacements`), which kubectl bundles from 1.27 on. */
+async function checkKustomizeVersion(): Promise<void> {
+  const { stdout } = await run('kubectl', ['version', '--client', '-o', 'json']);
+  const { clientVersion, kustomizeVersion = 'none' } = JSON.parse(stdout) as {
+    clientVersion?: { gitVersion?: string };
+    kustomizeVersion?: string;
+  };
+  const major = Number(/^v?(\d+)\./.exec(kustomizeVersion)?.[1] ?? 0);
+  if (major < 5) {
+    throw new Error(
+      `kubectl ${clientVersion?.gitVersion ?? '?'} bundles kustomize ${kustomizeVersion}; the overlays need kustomize v5 (kubectl 1.27 or newer)`,
+    );
+  }
+}
+
 /** `kubectl kustomize DIR`, parsed. */
 export async function kustomize(dir: string, label: string): Promise<ManifestDocument[]> {
+  await checkKustomizeVersion();
   const { stdout } = await run('kubectl', ['kustomize', dir], { maxBuffer: 16 << 20 });
   return parseManifests(stdout, label);
 }
