@@ -251,3 +251,37 @@ describe('release resolution against a real registry', function () {
     });
   });
 });
+
+describe('release resolution from a plain-HTTP registry (registryTLS.insecure)', function () {
+  this.timeout(180_000);
+  let registry: TestRegistry;
+  let tmp: string;
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'kmm-release-http-'));
+    registry = await startRegistry('http');
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('reads the layers over HTTP too, not only the manifests', async () => {
+    const fixture = await buildReleaseFixture({
+      dir: join(tmp, 'layout'),
+      componentRepository: `${registry.host}/ocp/ocp-v4.0-art-dev`,
+    });
+    await pushLayout(fixture.releaseLayoutReference, 'ocp/ocp-release:4.19.0-x86_64', registry);
+    await pushLayout(fixture.driverToolkitLayoutReference, 'ocp/ocp-v4.0-art-dev:dtk', registry);
+    const run = await runCli([
+      'release',
+      `${registry.host}/ocp/ocp-release:4.19.0-x86_64`,
+      '--insecure',
+      '-o',
+      'json',
+    ]);
+    expect(run.stderr).to.equal('');
+    expect(run.code).to.equal(0);
+    const out = JSON.parse(run.stdout) as { kernelVersion: string };
+    expect(out.kernelVersion).to.equal(fixture.architectures[0]?.driverToolkit.kernelVersion);
+  });
+});
