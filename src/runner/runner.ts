@@ -2,14 +2,21 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Module } from '../api/module.ts';
-import type { PreflightValidationOCP } from '../api/preflight.ts';
+import { PREFLIGHT_KIND, type PreflightValidationOCP } from '../api/preflight.ts';
 import { parseMirrorFlag, withMirrors, type MirrorRule } from '../image/mirrors.ts';
 import { RegistryClient } from '../image/registry/client.ts';
 import type { ImageSource } from '../image/source.ts';
 import { ImageStageCache } from '../image/stage/cache.ts';
 import { RegexpCache } from '../kernel/regexp.ts';
 import { createKubeClient, loadKubeConfig, type KubeClient } from '../platform/kube/client.ts';
-import { Informer, type InformerHooks, type ResourceDescriptor } from '../platform/kube/informer.ts';
+import {
+  Informer,
+  type InformerHooks,
+  type KubeObject,
+  type ResourceDescriptor,
+} from '../platform/kube/informer.ts';
+import { JobLabel, MANAGED_BY } from '../buildsign/identity.ts';
+import type { Job } from '../buildsign/kube-types.ts';
 import { kubeLeaseStore, LeaderElector, systemClock } from '../platform/kube/leader-election.ts';
 import { createRunnerMetrics, type RunnerMetrics } from '../platform/metrics.ts';
 import { OpsServer } from '../platform/ops-server.ts';
@@ -45,6 +52,7 @@ export interface RunnerHandle {
 }
 
 const RECONCILE_WORKERS = 2;
+const JOB_RESOURCE: ResourceDescriptor = { group: 'batch', version: 'v1', plural: 'jobs', namespaced: true };
 /** Module events are coalesced this long before every resource is reconciled. */
 const MODULE_EVENT_DEBOUNCE_MS = 300;
 
@@ -109,14 +117,16 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     onEvent: (type) => metrics.watchEvents.inc({ resource, type }),
     onRestart: (reason) => metrics.watchRestarts.inc({ resource, reason }),
   });
-  const informer = <T extends PreflightValidationOCP | Module>(
+  const informer = <T extends KubeObject>(
     resource: ResourceDescriptor,
     namespace?: string,
+    labelSelector?: string,
   ) =>
     new Informer<T>({
       client,
       resource,
       ...(namespace === undefined ? {} : { namespace }),
+      ...(labelSelector === undefined ? {} : { labelSelector }),
       logger,
       relistIntervalMs: config.relistIntervalMs,
       idleTimeoutMs: config.watchIdleTimeoutMs,
@@ -128,7 +138,17 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     config.namespaces.length === 0
       ? [informer<Module>(MODULE_RESOURCE)]
       : config.namespaces.map((ns) => informer<Module>(MODULE_RESOURCE, ns));
-  const informers = [preflights, ...moduleInformers];
+  // The Build and Sign Jobs this runner starts (in the Modules' namespaces): a change re-queues the owning resource.
+  const jobSelector = `${JobLabel.managedBy}=${MANAGED_BY}`;
+  const jobInformers =
+    config.namespaces.length === 0
+      ? [informer<Job>(JOB_RESOURCE, undefined, jobSelector)]
+      : config.namespaces.map((ns) => informer<Job>(JOB_RESOURCE, ns, jobSelector));
+  const informers: Pick<Informer<KubeObject>, 'synced' | 'start' | 'stop'>[] = [
+    preflights,
+    ...moduleInformers,
+    ...jobInformers,
+  ];
 
   const queue = new WorkQueue({ baseMs: 500, maxMs: 60_000, jitter: 0.2 });
   const kernels = new KernelCache(resolver, { baseMs: 2_000, maxMs: config.retryIntervalMs, jitter: 0.2 });
@@ -175,6 +195,13 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         event.object.metadata.generation !== event.old.metadata.generation ||
         event.object.metadata.deletionTimestamp !== event.old.metadata.deletionTimestamp;
       if (changed) enqueueAll();
+    });
+  }
+  for (const jobInformer of jobInformers) {
+    jobInformer.on((event) => {
+      for (const owner of event.object.metadata.ownerReferences ?? []) {
+        if (owner.kind === PREFLIGHT_KIND) queue.add(owner.name);
+      }
     });
   }
   for (const i of informers) i.start();
