@@ -188,7 +188,19 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
     };
     const server = admin.clusters[0]!.cluster;
-    const token = (await kubectl(['create', 'token', account, '-n', NAMESPACE, '--duration=1h'])).trim();
+    // POST serviceaccounts/<name>/token directly (what `kubectl create token` does, but any kubectl can send it).
+    const request = {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    };
+    const path = `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${account}/token`;
+    const response = JSON.parse(
+      await kubectl(['create', '--raw', path, '-f', '-'], JSON.stringify(request)),
+    ) as {
+      status: { token: string };
+    };
+    const token = response.status.token;
     const file = join(workDir, `${account}.kubeconfig`);
     const config = {
       apiVersion: 'v1',
