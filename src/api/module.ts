@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
 import type { ObjectMeta } from './meta.ts';
+import { DEFAULT_MODPROBE_DIR } from '../kernel/constants.ts';
 import {
   KMM_API_VERSION,
   LocalObjectReferenceSchema,
@@ -18,7 +19,7 @@ import {
 export const MODULE_KIND = 'Module';
 export const MODULE_PLURAL = 'modules';
 export const MODULE_SINGULAR = 'module';
-export const DEFAULT_MODPROBE_DIR = '/opt';
+export { DEFAULT_MODPROBE_DIR };
 
 const preserveUnknown = { 'x-kubernetes-preserve-unknown-fields': true } as const;
 

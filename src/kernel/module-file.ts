@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { DEFAULT_MODPROBE_DIR } from '../api/module.ts';
+import { DEFAULT_MODPROBE_DIR } from './constants.ts';
 
 /**
  * Where modprobe will look for a Module's kernel modules in its image, as a matcher over tar entry paths for the

@@ -1,5 +1,5 @@
 import type { LocalObjectReference, StringMap } from '../api/meta.ts';
-import { DEFAULT_MODPROBE_DIR } from '../api/module.ts';
+import { DEFAULT_MODPROBE_DIR } from './constants.ts';
 import type {
   BuildArg,
   BuildSpec,
