@@ -95,6 +95,7 @@ describe('manifests: design', function () {
       'ClusterRole',
       'ClusterRoleBinding',
       'ValidatingWebhookConfiguration',
+      'CustomResourceDefinition',
     ];
     for (const [, documents] of overlays) {
       for (const { object } of documents) {
