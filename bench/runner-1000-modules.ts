@@ -30,7 +30,13 @@ const resourceName = `rnb-${run}`;
 
 const fixtureDir = await mkdtemp(join(tmpdir(), 'rnb-release-'));
 const cluster = await privateCluster(fixtureDir);
-await cluster.kubectl(['apply', '-f', crdDir]);
+await cluster.kubectl([
+  'apply',
+  '-f',
+  join(crdDir, 'module.yaml'),
+  '-f',
+  join(crdDir, 'preflightvalidationocp.yaml'),
+]);
 const registry = await startRegistry('http');
 let runner: ReturnType<typeof startRunnerProcess> | undefined;
 try {
@@ -74,6 +80,8 @@ try {
     cluster.kubeconfig,
     '--namespaces',
     namespaces.join(','),
+    '--resource-selector',
+    `kmm-preflight-bench=${run}`,
     '--insecure-registry',
     registry.host,
     '--pull-secret',
@@ -90,7 +98,7 @@ try {
     JSON.stringify({
       apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
       kind: 'PreflightValidationOCP',
-      metadata: { name: resourceName },
+      metadata: { name: resourceName, labels: { 'kmm-preflight-bench': run } },
       spec: { releaseImage: `${registry.host}/rnb-ocp/ocp-release:${fixture.releaseTag}` },
     }),
   );

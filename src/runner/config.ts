@@ -12,6 +12,8 @@ export interface RunnerConfig {
   readonly concurrency: number;
   /** A failed module is validated again this long after its last attempt (the seed's "next loop"). */
   readonly retryIntervalMs: number;
+  /** Label selector limiting which PreflightValidationOCPs this runner serves; undefined = all. */
+  readonly resourceSelector?: string;
   /** Namespaces whose Modules are validated; empty = all. */
   readonly namespaces: readonly string[];
   /** Target nodes' architecture (image index and release selection). */
@@ -54,6 +56,7 @@ export interface RunnerFlags {
   readonly concurrency?: string;
   readonly retryInterval?: string;
   readonly namespaces?: string;
+  readonly resourceSelector?: string;
   readonly arch?: string;
   readonly pullSecret?: string;
   readonly caFile?: readonly string[];
@@ -81,6 +84,7 @@ export const RunnerEnv = {
   concurrency: 'KMM_PREFLIGHT_CONCURRENCY',
   retryInterval: 'KMM_PREFLIGHT_RETRY_INTERVAL',
   namespaces: 'KMM_PREFLIGHT_NAMESPACES',
+  resourceSelector: 'KMM_PREFLIGHT_RESOURCE_SELECTOR',
   arch: 'KMM_PREFLIGHT_ARCH',
   pullSecret: 'KMM_PREFLIGHT_PULL_SECRET',
   caFile: 'KMM_PREFLIGHT_CA_FILES',
@@ -147,10 +151,17 @@ export function runnerConfig(flags: RunnerFlags, env: NodeJS.ProcessEnv): Runner
   const identity = env['POD_NAME'];
   const pullSecretText = flags.pullSecret ?? env[RunnerEnv.pullSecret] ?? DEFAULT_PULL_SECRET;
   const kubeconfig = flags.kubeconfig;
+  const resourceSelector = pick('resourceSelector');
+  if (resourceSelector !== undefined && !/^[A-Za-z0-9._/=,!() -]+$/.test(resourceSelector)) {
+    throw new UsageError(
+      `--resource-selector (KMM_PREFLIGHT_RESOURCE_SELECTOR): '${resourceSelector}' is not a label selector; e.g. team=a or shard in (1,2)`,
+    );
+  }
   return {
     ...(kubeconfig === undefined ? {} : { kubeconfig }),
     concurrency: integer(pick('concurrency') ?? '16', '--concurrency (KMM_PREFLIGHT_CONCURRENCY)', 1, 1024),
     retryIntervalMs: duration('retryInterval', 'retry-interval', '3m'),
+    ...(resourceSelector === undefined ? {} : { resourceSelector }),
     namespaces: splitList(pick('namespaces')).map((ns) =>
       dnsLabel(ns, '--namespaces (KMM_PREFLIGHT_NAMESPACES)'),
     ),

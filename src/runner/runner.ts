@@ -133,7 +133,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       backoff: { baseMs: 500, maxMs: 10_000, jitter: 0.5 },
       hooks: watchHooks(resource.plural),
     });
-  const preflights = informer<PreflightValidationOCP>(PREFLIGHT_RESOURCE);
+  const preflights = informer<PreflightValidationOCP>(PREFLIGHT_RESOURCE, undefined, config.resourceSelector);
   const moduleInformers =
     config.namespaces.length === 0
       ? [informer<Module>(MODULE_RESOURCE)]

@@ -21,6 +21,7 @@ import {
  */
 
 const crdDir = resolve(import.meta.dirname, '../../manifests/crds');
+const crdFiles = ['module.yaml', 'preflightvalidationocp.yaml'];
 const run = randomBytes(3).toString('hex');
 const nsA = `rn-${run}-a`;
 const nsB = `rn-${run}-b`;
@@ -51,6 +52,9 @@ describe('e2e: runner against the real API server and registry', function () {
     cluster.kubeconfig,
     '--namespaces',
     `${nsA},${nsB}`,
+    // The cluster is shared: serve only this suite's resources (other suites run runners too).
+    '--resource-selector',
+    `kmm-preflight-e2e=rn-${run}`,
     '--insecure-registry',
     registry.host,
     '--pull-secret',
@@ -96,7 +100,7 @@ describe('e2e: runner against the real API server and registry', function () {
       JSON.stringify({
         apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
         kind: 'PreflightValidationOCP',
-        metadata: { name },
+        metadata: { name, labels: { 'kmm-preflight-e2e': `rn-${run}` } },
         spec: { releaseImage },
       }),
     );
@@ -133,7 +137,7 @@ describe('e2e: runner against the real API server and registry', function () {
   before(async () => {
     fixtureDir = await mkdtemp(join(tmpdir(), 'rn-release-'));
     cluster = await privateCluster(fixtureDir);
-    await cluster.kubectl(['apply', '-f', crdDir]);
+    await cluster.kubectl(['apply', ...crdFiles.flatMap((f) => ['-f', join(crdDir, f)])]);
     await waitFor('CRDs established', async () => {
       const out = await cluster.kubectl(['get', 'pfvo', '-o', 'name']).catch(() => undefined);
       return out === undefined ? undefined : true;

@@ -28,6 +28,10 @@ export const registerRunnerCommand: CommandRegistration = (program, io, setExitC
       '--namespaces <list>',
       `comma-separated namespaces to watch; default all ${env(RunnerEnv.namespaces)}`,
     )
+    .option(
+      '--resource-selector <labels>',
+      `serve only PreflightValidationOCPs with these labels (sharding, shared test clusters); default all ${env(RunnerEnv.resourceSelector)}`,
+    )
     .option('--arch <arch>', `target nodes' architecture; default amd64 ${env(RunnerEnv.arch)}`)
     .option(
       '--pull-secret <namespace/name>',
