@@ -10,10 +10,22 @@ import { RE2JS } from 're2js';
 export type CompiledRegexp =
   { readonly ok: true; readonly regexp: RE2JS } | { readonly ok: false; readonly message: string };
 
-/** Compiles once per distinct pattern, keeping at most `capacity` patterns (least recently used evicted). */
+interface CacheEntry {
+  readonly compiled: CompiledRegexp;
+  /** Tick of the last compile() that returned this entry. */
+  lastUsed: number;
+}
+
+/**
+ * Compiles once per distinct pattern, keeping at most `capacity` patterns (least recently used evicted). A hit
+ * only stamps its entry: the webhook hits every mapping's pattern on every request, and re-inserting into the Map
+ * to keep it in recency order cost more than the lookup. The O(capacity) search for the oldest entry happens only
+ * when a new pattern arrives at a full cache, next to an RE2 compile that costs far more.
+ */
 export class RegexpCache {
   readonly #capacity: number;
-  readonly #entries = new Map<string, CompiledRegexp>();
+  readonly #entries = new Map<string, CacheEntry>();
+  #clock = 0;
 
   constructor(capacity = 1024) {
     if (!Number.isInteger(capacity) || capacity < 1)
@@ -26,20 +38,28 @@ export class RegexpCache {
   }
 
   compile(pattern: string): CompiledRegexp {
+    this.#clock += 1;
     const cached = this.#entries.get(pattern);
     if (cached !== undefined) {
-      // Re-insert to mark as most recently used (Map keeps insertion order).
-      this.#entries.delete(pattern);
-      this.#entries.set(pattern, cached);
-      return cached;
+      cached.lastUsed = this.#clock;
+      return cached.compiled;
     }
     const compiled = compileRe2(pattern);
-    if (this.#entries.size >= this.#capacity) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(pattern, compiled);
+    if (this.#entries.size >= this.#capacity) this.#evictLeastRecentlyUsed();
+    this.#entries.set(pattern, { compiled, lastUsed: this.#clock });
     return compiled;
+  }
+
+  #evictLeastRecentlyUsed(): void {
+    let oldest: string | undefined;
+    let oldestUse = Infinity;
+    for (const [pattern, entry] of this.#entries) {
+      if (entry.lastUsed < oldestUse) {
+        oldest = pattern;
+        oldestUse = entry.lastUsed;
+      }
+    }
+    if (oldest !== undefined) this.#entries.delete(oldest);
   }
 }
 

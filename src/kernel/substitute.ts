@@ -39,20 +39,18 @@ export function substitute(template: string, variables: Variables): KernelResult
   let output = '';
   let i = 0;
   while (i < template.length) {
-    const char = template[i];
-    if (char !== '$') {
-      output += char;
-      i += 1;
-      continue;
-    }
+    // Copy the text up to the next `$` in one piece.
+    const dollar = template.indexOf('$', i);
+    if (dollar === -1) return { ok: true, data: output + template.slice(i) };
+    output += template.slice(i, dollar);
+    i = dollar;
     const next = template[i + 1];
     if (next === '$') {
       output += '$';
       i += 2;
     } else if (next === '{') {
       const close = template.indexOf('}', i + 2);
-      const lineEnd = template.slice(i + 2).search(/[\r\n]/);
-      if (close === -1 || (lineEnd !== -1 && i + 2 + lineEnd < close)) {
+      if (close === -1 || hasLineBreak(template, i + 2, close)) {
         return failure('INVALID_SUBSTITUTION', `cannot substitute "${template}": closing brace expected`);
       }
       const expanded = expandBraced(template.slice(i + 2, close), variables);
@@ -74,9 +72,31 @@ export function substitute(template: string, variables: Variables): KernelResult
   return { ok: true, data: output };
 }
 
+function hasLineBreak(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 0x0a || code === 0x0d) return true;
+  }
+  return false;
+}
+
+/** A character of a variable name; ASCII (almost every name) without the Unicode regexp. */
+function isNameChar(text: string, index: number): boolean {
+  const code = text.charCodeAt(index);
+  if (code < 0x80) {
+    return (
+      (code >= 0x61 && code <= 0x7a) ||
+      (code >= 0x41 && code <= 0x5a) ||
+      (code >= 0x30 && code <= 0x39) ||
+      code === 0x5f
+    );
+  }
+  return NAME_CHAR.test(text[index] ?? '');
+}
+
 function readName(text: string, start: number): string {
   let end = start;
-  while (end < text.length && NAME_CHAR.test(text[end] ?? '')) end += 1;
+  while (end < text.length && isNameChar(text, end)) end += 1;
   return text.slice(start, end);
 }
 

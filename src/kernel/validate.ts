@@ -45,12 +45,18 @@ function list(value: unknown): readonly unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
-function sampleKernel(literal: string | undefined): KernelVersion {
-  const candidate = parseKernelVersion(literal ?? SAMPLE_KERNEL);
-  if (candidate.ok) return candidate.data;
+/** SAMPLE_KERNEL parsed once: every image check of every Module substitutes with it. */
+const sampleKernelVersion = ((): KernelVersion => {
   const sample = parseKernelVersion(SAMPLE_KERNEL);
   if (!sample.ok) throw new Error(`SAMPLE_KERNEL is not a kernel version: ${sample.error.message}`);
   return sample.data;
+})();
+
+/** The kernel a mapping's images are checked with: its literal when that is a kernel version, else the sample. */
+function sampleKernel(literal: string | undefined): KernelVersion {
+  if (literal === undefined) return sampleKernelVersion;
+  const candidate = parseKernelVersion(literal);
+  return candidate.ok ? candidate.data : sampleKernelVersion;
 }
 
 export function validateModule(input: unknown, options: ValidateOptions = {}): FieldIssue[] {
@@ -137,16 +143,14 @@ function checkKernelMappings(
   const containerImage = text(container.containerImage);
   const containerBuild = record(container.build);
   const containerSign = record(container.sign);
+  const images = new ImageChecker(issues);
+  // Without a literal, every mapping's image gets the same variables: build them once, and only if needed.
+  let sampleVariables: Variables | undefined;
+  const sampleImageVariables = (): Variables =>
+    (sampleVariables ??= containerImageVariables(sampleKernelVersion, name, namespace));
 
   if (containerImage !== undefined) {
-    const kernel = sampleKernel(undefined);
-    issues.push(
-      ...checkImage(
-        `${CONTAINER}.containerImage`,
-        containerImage,
-        containerImageVariables(kernel, name, namespace),
-      ),
-    );
+    images.check(`${CONTAINER}.containerImage`, containerImage, sampleImageVariables);
   }
 
   for (const [index, item] of list(container.kernelMappings).entries()) {
@@ -173,13 +177,10 @@ function checkKernelMappings(
         message: `no container image: set it here or at ${CONTAINER}.containerImage`,
       });
     } else if (mappingImage !== undefined) {
-      const kernel = sampleKernel(literal);
-      issues.push(
-        ...checkImage(
-          `${path}.containerImage`,
-          mappingImage,
-          containerImageVariables(kernel, name, namespace),
-        ),
+      images.check(`${path}.containerImage`, mappingImage, () =>
+        literal === undefined
+          ? sampleImageVariables()
+          : containerImageVariables(sampleKernel(literal), name, namespace),
       );
     }
 
@@ -210,12 +211,8 @@ function checkKernelMappings(
       if (unsignedImage !== undefined) {
         const unsignedPath =
           text(mappingSign?.unsignedImage) !== undefined ? `${path}.sign` : `${CONTAINER}.sign`;
-        issues.push(
-          ...checkImage(
-            `${unsignedPath}.unsignedImage`,
-            unsignedImage,
-            kernelVariables(sampleKernel(literal)),
-          ),
+        images.check(`${unsignedPath}.unsignedImage`, unsignedImage, () =>
+          kernelVariables(sampleKernel(literal)),
         );
       }
     }
@@ -235,15 +232,40 @@ function hasName(
   );
 }
 
-function checkImage(path: string, template: string, variables: Variables): FieldIssue[] {
-  const substituted = substitute(template, variables);
-  if (!substituted.ok) return [{ path, message: substituted.error.message }];
-  const reference = parseImageReference(substituted.data);
-  if (!reference.ok) {
-    const shown = substituted.data === template ? '' : ` (after substitution: "${substituted.data}")`;
-    return [{ path, message: `${reference.error.message}${shown}` }];
+/**
+ * Checks that images parse after substitution, adding one issue per image that does not. A template without `$`
+ * needs no variables (so no kernel parse), and a Module's mappings mostly repeat a few images (the same template
+ * with the sample kernel, or the same tag): each distinct substituted image is parsed once per Module.
+ */
+class ImageChecker {
+  readonly #issues: FieldIssue[];
+  /** Substituted image → why it does not parse (undefined: it parses). */
+  readonly #problems = new Map<string, string | undefined>();
+
+  constructor(issues: FieldIssue[]) {
+    this.#issues = issues;
   }
-  return [];
+
+  check(path: string, template: string, variables: () => Variables): void {
+    let image = template;
+    if (template.includes('$')) {
+      const substituted = substitute(template, variables());
+      if (!substituted.ok) {
+        this.#issues.push({ path, message: substituted.error.message });
+        return;
+      }
+      image = substituted.data;
+    }
+    let problem = this.#problems.get(image);
+    if (problem === undefined && !this.#problems.has(image)) {
+      const reference = parseImageReference(image);
+      problem = reference.ok ? undefined : reference.error.message;
+      this.#problems.set(image, problem);
+    }
+    if (problem === undefined) return;
+    const shown = image === template ? '' : ` (after substitution: "${image}")`;
+    this.#issues.push({ path, message: `${problem}${shown}` });
+  }
 }
 
 function checkInTreeModules(section: Fields, path: string): FieldIssue[] {
