@@ -143,15 +143,8 @@ function checkKernelMappings(
   const containerImage = text(container.containerImage);
   const containerBuild = record(container.build);
   const containerSign = record(container.sign);
-  const images = new ImageChecker(issues);
-  // Without a literal, every mapping's image gets the same variables: build them once, and only if needed.
-  let sampleVariables: Variables | undefined;
-  const sampleImageVariables = (): Variables =>
-    (sampleVariables ??= containerImageVariables(sampleKernelVersion, name, namespace));
-
-  if (containerImage !== undefined) {
-    images.check(`${CONTAINER}.containerImage`, containerImage, sampleImageVariables);
-  }
+  const images = new ImageChecks(issues, name, namespace);
+  if (containerImage !== undefined) images.withSampleKernel(`${CONTAINER}.containerImage`, containerImage);
 
   for (const [index, item] of list(container.kernelMappings).entries()) {
     const mapping = record(item);
@@ -177,11 +170,13 @@ function checkKernelMappings(
         message: `no container image: set it here or at ${CONTAINER}.containerImage`,
       });
     } else if (mappingImage !== undefined) {
-      images.check(`${path}.containerImage`, mappingImage, () =>
-        literal === undefined
-          ? sampleImageVariables()
-          : containerImageVariables(sampleKernel(literal), name, namespace),
-      );
+      if (literal === undefined) {
+        images.withSampleKernel(`${path}.containerImage`, mappingImage);
+      } else {
+        images.check(`${path}.containerImage`, mappingImage, () =>
+          containerImageVariables(sampleKernel(literal), name, namespace),
+        );
+      }
     }
 
     const mappingBuild = record(mapping.build);
@@ -232,40 +227,63 @@ function hasName(
   );
 }
 
-/**
- * Checks that images parse after substitution, adding one issue per image that does not. A template without `$`
- * needs no variables (so no kernel parse), and a Module's mappings mostly repeat a few images (the same template
- * with the sample kernel, or the same tag): each distinct substituted image is parsed once per Module.
- */
-class ImageChecker {
+/** Checks that a Module's images parse after substitution, adding one issue per image that does not. */
+class ImageChecks {
   readonly #issues: FieldIssue[];
-  /** Substituted image → why it does not parse (undefined: it parses). */
-  readonly #problems = new Map<string, string | undefined>();
+  readonly #name: string;
+  readonly #namespace: string;
+  #sampleVariables: Variables | undefined;
+  /**
+   * Template → its problem (undefined: none) with the sample kernel's variables. Those are the same for the
+   * Module's image and every mapping without a literal, which mostly share one template (`...:${KERNEL_FULL_VERSION}`).
+   */
+  readonly #sampleProblems = new Map<string, string | undefined>();
 
-  constructor(issues: FieldIssue[]) {
+  constructor(issues: FieldIssue[], name: string, namespace: string) {
     this.#issues = issues;
+    this.#name = name;
+    this.#namespace = namespace;
+  }
+
+  /** An image with the Module's variables for SAMPLE_KERNEL. */
+  withSampleKernel(path: string, template: string): void {
+    let problem = this.#sampleProblems.get(template);
+    if (problem === undefined && !this.#sampleProblems.has(template)) {
+      problem = imageProblem(
+        template,
+        () =>
+          (this.#sampleVariables ??= containerImageVariables(
+            sampleKernelVersion,
+            this.#name,
+            this.#namespace,
+          )),
+      );
+      this.#sampleProblems.set(template, problem);
+    }
+    if (problem !== undefined) this.#issues.push({ path, message: problem });
   }
 
   check(path: string, template: string, variables: () => Variables): void {
-    let image = template;
-    if (template.includes('$')) {
-      const substituted = substitute(template, variables());
-      if (!substituted.ok) {
-        this.#issues.push({ path, message: substituted.error.message });
-        return;
-      }
-      image = substituted.data;
-    }
-    let problem = this.#problems.get(image);
-    if (problem === undefined && !this.#problems.has(image)) {
-      const reference = parseImageReference(image);
-      problem = reference.ok ? undefined : reference.error.message;
-      this.#problems.set(image, problem);
-    }
-    if (problem === undefined) return;
-    const shown = image === template ? '' : ` (after substitution: "${image}")`;
-    this.#issues.push({ path, message: `${problem}${shown}` });
+    const problem = imageProblem(template, variables);
+    if (problem !== undefined) this.#issues.push({ path, message: problem });
   }
+}
+
+/**
+ * Why an image template does not give a valid image reference, or undefined when it does. A template without `$`
+ * substitutes to itself, so it needs no variables (and its mapping's literal is not parsed as a kernel).
+ */
+function imageProblem(template: string, variables: () => Variables): string | undefined {
+  let image = template;
+  if (template.includes('$')) {
+    const substituted = substitute(template, variables());
+    if (!substituted.ok) return substituted.error.message;
+    image = substituted.data;
+  }
+  const reference = parseImageReference(image);
+  if (reference.ok) return undefined;
+  const shown = image === template ? '' : ` (after substitution: "${image}")`;
+  return `${reference.error.message}${shown}`;
 }
 
 function checkInTreeModules(section: Fields, path: string): FieldIssue[] {

@@ -111,6 +111,30 @@ describe('kernel/validate: validateModule', () => {
     expect(issues[3]?.message).to.contain('the tag after ":" is empty').and.contain('"q.io/kmm-ci:"');
   });
 
+  it('reports a bad image at every mapping that repeats it, each with its own kernel', () => {
+    const template = 'q.io/m:-${KERNEL_Y}';
+    const issues = validateModule(
+      moduleData({
+        containerImage: template,
+        kernelMappings: [
+          { regexp: 'a', containerImage: template },
+          { literal: '6.2.0-1.el10.x86_64', containerImage: template },
+          { regexp: 'b', containerImage: template },
+          { regexp: 'c' },
+        ],
+      }),
+    );
+    expect(issues).to.deep.equal([
+      { path: `${C}.containerImage`, message: issues[0]?.message },
+      { path: `${C}.kernelMappings[0].containerImage`, message: issues[0]?.message },
+      { path: `${C}.kernelMappings[1].containerImage`, message: issues[2]?.message },
+      { path: `${C}.kernelMappings[2].containerImage`, message: issues[0]?.message },
+    ]);
+    // The sample kernel (5.14.0-427...) for the Module and the regexp mappings, the literal for mapping 1.
+    expect(issues[0]?.message).to.contain('"q.io/m:-14"');
+    expect(issues[2]?.message).to.contain('"q.io/m:-2"');
+  });
+
   it('moduleName, or rawArgs load and unload; not both', () => {
     expect(
       validateModule(moduleData({ modprobe: { rawArgs: { load: ['insmod x'], unload: ['rmmod x'] } } })),
