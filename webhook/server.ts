@@ -1,10 +1,10 @@
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { createAdmissionApp, type AdmissionDecider } from './app.ts';
 import type { WebhookMetrics } from './metrics.ts';
 import { CertificateWatcher, loadCertificate, type LoadedCertificate } from './serving-certificate.ts';
+import { listenOn, type ListeningAddress } from '../src/platform/listen.ts';
 
 /**
  * Longer than the API server's idle-connection reuse (Go's transport closes idle connections after 90 s), so the
@@ -28,10 +28,7 @@ export interface WebhookServerOptions {
   readonly certificatePollIntervalMs?: number;
 }
 
-export interface WebhookServerAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export type WebhookServerAddress = ListeningAddress;
 
 /**
  * The admission webhook's HTTPS server: TLS 1.2 minimum, certificate and key hot-reloaded from disk with
@@ -107,18 +104,10 @@ export class WebhookServer {
   }
 
   async listen(port: number, host: string): Promise<WebhookServerAddress> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.#server.once('error', onError);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
-    });
+    const address = await listenOn(this.#server, port, host);
     this.#watcher.start();
-    const address = this.#server.address() as AddressInfo;
-    this.#logger.info({ host: address.address, port: address.port }, 'admission webhook listening');
-    return { host: address.address, port: address.port };
+    this.#logger.info(address, 'admission webhook listening');
+    return address;
   }
 
   /** Re-reads the certificate files now (the watcher also does this on its own when they change). */

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOn, type ListeningAddress } from './listen.ts';
 import type { Registry } from 'prom-client';
 
 /** One named condition of liveness or readiness; `reason` says what is missing when it fails. */
@@ -19,10 +19,7 @@ export interface OpsServerOptions {
   readonly readinessChecks?: readonly HealthCheck[];
 }
 
-export interface OpsServerAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export type OpsServerAddress = ListeningAddress;
 
 /**
  * The plain-HTTP operations port of a long-running command: /healthz, /readyz and /metrics, separate from any
@@ -66,16 +63,7 @@ export class OpsServer {
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<OpsServerAddress> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.#server.once('error', onError);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
-    });
-    const address = this.#server.address() as AddressInfo;
-    return { host: address.address, port: address.port };
+    return listenOn(this.#server, port, host);
   }
 
   async close(): Promise<void> {
