@@ -113,6 +113,7 @@ export function resolveModuleForKernel(
   if (sign !== undefined && !sign.ok) return sign;
   const build = mergeBuild(container.build, mapping.build);
   const inTreeModulesToRemove = mergeInTreeModulesToRemove(container, mapping);
+  const registryTLS = mapping.registryTLS ?? container.registryTLS;
 
   const data: ModuleLoaderData = {
     name: module.metadata.name,
@@ -121,7 +122,7 @@ export function resolveModuleForKernel(
     kernelVersion,
     mappingIndex: index,
     containerImage: image.data,
-    registryTLS: structuredClone(mapping.registryTLS ?? container.registryTLS ?? {}),
+    registryTLS: registryTLS === undefined ? {} : structuredClone(registryTLS),
     ...(build === undefined ? {} : { build }),
     ...(sign === undefined ? {} : { sign: sign.data }),
     modprobe: {
@@ -132,7 +133,8 @@ export function resolveModuleForKernel(
           : container.modprobe.dirName,
     },
     ...optional('imageRepoSecret', module.spec.imageRepoSecret),
-    ...optional('inTreeModulesToRemove', inTreeModulesToRemove),
+    // Already a fresh array.
+    ...(inTreeModulesToRemove === undefined ? {} : { inTreeModulesToRemove }),
     ...optional('imagePullPolicy', container.imagePullPolicy),
     ...optional('version', container.version),
     selector: { ...module.spec.selector },
@@ -141,8 +143,10 @@ export function resolveModuleForKernel(
   return { ok: true, data };
 }
 
+/** `{ key: copy of value }`, or `{}` when value is undefined. Strings need no copy (structuredClone is not cheap). */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: structuredClone(value) }) as { [P in K]?: V };
+  if (value === undefined) return {};
+  return { [key]: typeof value === 'object' ? structuredClone(value) : value } as { [P in K]?: V };
 }
 
 /**
