@@ -35,6 +35,10 @@ export interface ValidationRequest {
   readonly platform: Platform;
   /** The resource the validation runs for (build/sign Jobs are named per resource and owned by it). */
   readonly owner?: ValidationOwner;
+  /** The resolved release's driver-toolkit image (default signer image, `DTK_AUTO` build argument). */
+  readonly driverToolkitImage?: string;
+  /** Set on the scheduled retry of a module that failed at Build or Sign: a failed Job is run again. */
+  readonly rerunFailed?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -61,6 +65,8 @@ export async function validateModule<D extends ModuleForKernel>(
     platform: request.platform,
     pushBuiltImage: request.pushBuiltImage,
     ...(request.owner === undefined ? {} : { owner: request.owner }),
+    ...(request.driverToolkitImage === undefined ? {} : { driverToolkitImage: request.driverToolkitImage }),
+    ...(request.rerunFailed === true ? { rerunFailed: true } : {}),
     ...(request.signal === undefined ? {} : { signal: request.signal }),
   };
 

@@ -34,6 +34,10 @@ export interface StageContext<D extends ModuleForKernel> {
   readonly platform: Platform;
   readonly pushBuiltImage: boolean;
   readonly owner?: ValidationOwner;
+  /** The release's driver-toolkit image: the default signer image and the `DTK_AUTO` build argument. */
+  readonly driverToolkitImage?: string;
+  /** Run a Build or Sign Job again that failed before (the scheduled retry of a failed module). */
+  readonly rerunFailed?: boolean;
   readonly signal?: AbortSignal;
 }
 

@@ -1,5 +1,6 @@
 import { UsageError } from '../cli/io.ts';
 import type { LevelWithSilent } from 'pino';
+import { buildSignConfig, BuildSignConfigError, type BuildSignConfig } from '../buildsign/config.ts';
 import { LOG_LEVELS } from '../platform/logger.ts';
 
 /**
@@ -48,6 +49,8 @@ export interface RunnerConfig {
   readonly eventsNamespace: string;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LevelWithSilent;
+  /** How Build and Sign Jobs run; checked with buildSignConfig, defaults from DEFAULT_BUILD_SIGN_CONFIG. */
+  readonly buildSign: BuildSignConfig;
 }
 
 /** The raw option values as commander hands them over (strings, lists, booleans; undefined when not given). */
@@ -77,6 +80,13 @@ export interface RunnerFlags {
   readonly eventsNamespace?: string;
   readonly shutdownTimeout?: string;
   readonly logLevel?: string;
+  readonly kanikoImage?: string;
+  readonly signerImage?: string;
+  readonly signFilePath?: string;
+  readonly jobBackoffLimit?: string;
+  readonly jobActiveDeadline?: string;
+  readonly jobTtlAfterFinished?: string;
+  readonly jobServiceAccount?: string;
 }
 
 /** The environment variable behind each flag. */
@@ -105,6 +115,13 @@ export const RunnerEnv = {
   eventsNamespace: 'KMM_PREFLIGHT_EVENTS_NAMESPACE',
   shutdownTimeout: 'KMM_PREFLIGHT_SHUTDOWN_TIMEOUT',
   logLevel: 'LOG_LEVEL',
+  kanikoImage: 'KMM_PREFLIGHT_KANIKO_IMAGE',
+  signerImage: 'KMM_PREFLIGHT_SIGNER_IMAGE',
+  signFilePath: 'KMM_PREFLIGHT_SIGN_FILE_PATH',
+  jobBackoffLimit: 'KMM_PREFLIGHT_JOB_BACKOFF_LIMIT',
+  jobActiveDeadline: 'KMM_PREFLIGHT_JOB_ACTIVE_DEADLINE',
+  jobTtlAfterFinished: 'KMM_PREFLIGHT_JOB_TTL_AFTER_FINISHED',
+  jobServiceAccount: 'KMM_PREFLIGHT_JOB_SERVICE_ACCOUNT',
 } as const satisfies Partial<Record<keyof RunnerFlags, string>>;
 
 export const DEFAULT_PULL_SECRET = 'openshift-config/pull-secret';
@@ -188,7 +205,56 @@ export function runnerConfig(flags: RunnerFlags, env: NodeJS.ProcessEnv): Runner
     eventsNamespace: pick('eventsNamespace') ?? 'default',
     shutdownTimeoutMs: duration('shutdownTimeout', 'shutdown-timeout', '10s'),
     logLevel,
+    buildSign: buildSignFromFlags(pick),
   };
+}
+
+/** The flag behind each BuildSignConfig field, for usage errors. */
+const BUILD_SIGN_FLAGS: Readonly<Record<keyof BuildSignConfig, keyof typeof RunnerEnv>> = {
+  kanikoImage: 'kanikoImage',
+  signerImage: 'signerImage',
+  signFilePath: 'signFilePath',
+  backoffLimit: 'jobBackoffLimit',
+  activeDeadlineSeconds: 'jobActiveDeadline',
+  ttlSecondsAfterFinished: 'jobTtlAfterFinished',
+  serviceAccountName: 'jobServiceAccount',
+};
+
+function flagName(key: keyof typeof RunnerEnv): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} (${RunnerEnv[key]})`;
+}
+
+/** Build/Sign Job settings from flags and environment, checked by buildSignConfig; a bad one names its flag. */
+function buildSignFromFlags(pick: (key: keyof typeof RunnerEnv) => string | undefined): BuildSignConfig {
+  const seconds = (key: 'jobActiveDeadline' | 'jobTtlAfterFinished'): number | undefined => {
+    const text = pick(key);
+    return text === undefined ? undefined : Math.round(parseDuration(text, flagName(key)) / 1000);
+  };
+  const backoffText = pick('jobBackoffLimit');
+  const ttlText = pick('jobTtlAfterFinished');
+  const overrides: Partial<Record<keyof BuildSignConfig, string | number | undefined>> = {
+    kanikoImage: pick('kanikoImage'),
+    signerImage: pick('signerImage'),
+    signFilePath: pick('signFilePath'),
+    backoffLimit: backoffText === undefined ? undefined : Number(backoffText),
+    activeDeadlineSeconds: seconds('jobActiveDeadline'),
+    // `never`: finished Jobs stay until their PreflightValidationOCP is deleted.
+    ttlSecondsAfterFinished: ttlText === 'never' ? undefined : seconds('jobTtlAfterFinished'),
+    serviceAccountName: pick('jobServiceAccount'),
+  };
+  const given = Object.fromEntries(
+    Object.entries(overrides).filter(
+      ([key, value]) => value !== undefined || (key === 'ttlSecondsAfterFinished' && ttlText === 'never'),
+    ),
+  ) as Partial<BuildSignConfig>;
+  try {
+    return buildSignConfig(given);
+  } catch (err) {
+    if (err instanceof BuildSignConfigError) {
+      throw new UsageError(`${flagName(BUILD_SIGN_FLAGS[err.field])}: ${err.message}`);
+    }
+    throw err;
+  }
 }
 
 const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -23,6 +23,7 @@ import type { TaskPool } from './pool.ts';
 import {
   afterOutcome,
   planValidations,
+  rerunsFailedJob,
   sameBasis,
   type Attempt,
   type SchedulePolicy,
@@ -52,6 +53,15 @@ export interface EventSink {
   emit(resource: PreflightValidationOCP, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
 
+/** Removes the Build/Sign Jobs a resource owns for one Module (src/buildsign BuildSignStage.removeModuleJobs). */
+export interface ModuleJobs {
+  /** Resolves with the number of Jobs deleted. */
+  removeModuleJobs(
+    owner: { readonly name: string; readonly uid: string },
+    module: { readonly namespace: string; readonly name: string },
+  ): Promise<number>;
+}
+
 export type ModuleValidator = (request: ValidationRequest) => Promise<StageOutcome>;
 
 export interface ReconcilerConfig {
@@ -69,6 +79,13 @@ export interface ReconcilerDeps {
   readonly cached: (name: string) => PreflightValidationOCP | undefined;
   /** The Modules in the watched namespaces, from the informer caches. */
   readonly modules: () => readonly Module[];
+  /**
+   * False until the Module caches hold their first list: a reconcile then would prune every entry (and delete
+   * the Jobs of Modules that exist). Default: always synced.
+   */
+  readonly modulesSynced?: () => boolean;
+  /** Jobs of a deleted Module are removed when its entry is pruned. Default: none to remove. */
+  readonly moduleJobs?: ModuleJobs;
   readonly validate: ModuleValidator;
   readonly kernels: KernelCache;
   readonly events: EventSink;
@@ -94,7 +111,12 @@ interface ResourceState {
   readonly schedule: Map<ModuleKey, Attempt>;
   /** When this runner first saw the resource (epoch ms). */
   readonly firstSeenMs: number;
+  /** Deleted Modules whose Jobs are being removed. */
+  readonly removingJobs: Set<ModuleKey>;
 }
+
+/** How soon a reconcile is tried again while the Module caches are still filling. */
+const CACHE_SYNC_WAIT_MS = 200;
 
 /**
  * A new resource whose release is still being resolved gets its first status this long after it was seen, unless
@@ -136,6 +158,7 @@ export class Reconciler {
       this.#forget(name);
       return { wrote: false };
     }
+    if (this.#deps.modulesSynced?.() === false) return { wrote: false, requeueAfterMs: CACHE_SYNC_WAIT_MS };
     const state = this.#stateFor(name, resource);
     const generation = resource.metadata.generation ?? 1;
     const recorded = recordedKernel(resource, generation);
@@ -144,8 +167,10 @@ export class Reconciler {
 
     const modules = this.#deps.modules().filter((m) => m.metadata.deletionTimestamp === undefined);
     const identities = modules.map(identityOf);
-    const targetKernel = kernel.state === 'resolved' ? kernel.targetKernel : undefined;
+    const resolved = kernel.state === 'resolved' ? kernel : undefined;
+    const targetKernel = resolved?.targetKernel;
     this.#abortStale(state, identities, generation, targetKernel);
+    this.#removeJobsOfDeleted(resource, state, identities);
 
     let wrote = false;
     let requeueAfterMs = retryInMs;
@@ -160,7 +185,7 @@ export class Reconciler {
       );
       // Validations start before the write: a large status takes the API server a while to store, and the
       // checks need not wait for it.
-      if (targetKernel !== undefined) {
+      if (resolved !== undefined) {
         const nextDueMs = this.#startDue(
           name,
           resource,
@@ -168,7 +193,7 @@ export class Reconciler {
           modules,
           decision.status,
           generation,
-          targetKernel,
+          resolved,
         );
         if (nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, nextDueMs - now());
       }
@@ -235,8 +260,9 @@ export class Reconciler {
     modules: readonly Module[],
     status: PreflightValidationOCPStatus,
     generation: number,
-    targetKernel: string,
+    kernel: ResolvedKernel,
   ): number | undefined {
+    const { targetKernel } = kernel;
     const basisOf = (m: ModuleIdentity): ValidationBasis => ({
       resourceGeneration: generation,
       moduleGeneration: m.generation,
@@ -253,7 +279,7 @@ export class Reconciler {
     const byKey = new Map(modules.map((m) => [moduleKey(identityOf(m)), m]));
     for (const due of plan.due) {
       const module = byKey.get(moduleKey(due));
-      if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), targetKernel);
+      if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), kernel);
     }
     return plan.nextDueMs;
   }
@@ -274,6 +300,7 @@ export class Reconciler {
       results: [],
       schedule: new Map(),
       firstSeenMs: this.#deps.now(),
+      removingJobs: new Set(),
     };
     this.#states.set(name, state);
     return state;
@@ -312,16 +339,55 @@ export class Reconciler {
     }
   }
 
+  /**
+   * The entries about to be pruned belong to deleted Modules: their Jobs go now rather than with the resource.
+   * Best effort: a failure is logged and tried again on the next reconcile while the entry is still there.
+   */
+  #removeJobsOfDeleted(
+    resource: PreflightValidationOCP,
+    state: ResourceState,
+    modules: readonly ModuleIdentity[],
+  ): void {
+    const { moduleJobs, logger } = this.#deps;
+    const uid = resource.metadata.uid;
+    if (moduleJobs === undefined || uid === undefined) return;
+    const present = new Set(modules.map(moduleKey));
+    const owner = { name: resource.metadata.name, uid };
+    for (const entry of resource.status?.modules ?? []) {
+      const key = moduleKey(entry);
+      if (present.has(key) || state.removingJobs.has(key)) continue;
+      state.removingJobs.add(key);
+      moduleJobs
+        .removeModuleJobs(owner, { namespace: entry.namespace, name: entry.name })
+        .then(
+          (removed) => {
+            if (removed > 0)
+              logger.info(
+                { resource: owner.name, module: key, jobs: removed },
+                'removed Jobs of a deleted Module',
+              );
+          },
+          (err: unknown) =>
+            logger.warn(
+              { resource: owner.name, module: key, err: err instanceof Error ? err.message : String(err) },
+              'could not remove Jobs of a deleted Module; retrying on the next reconcile',
+            ),
+        )
+        .finally(() => state.removingJobs.delete(key));
+    }
+  }
+
   #start(
     name: string,
     resource: PreflightValidationOCP,
     state: ResourceState,
     module: Module,
     basis: ValidationBasis,
-    kernel: string,
+    kernel: ResolvedKernel,
   ): void {
     const { pool, validate, metrics, queue, now, config, logger } = this.#deps;
     const key = moduleKey(identityOf(module));
+    const rerunFailed = rerunsFailedJob(state.schedule.get(key), basis);
     const controller = new AbortController();
     state.inFlight.set(key, { controller, basis });
     const owner = resource.metadata.uid === undefined ? { name } : { name, uid: resource.metadata.uid };
@@ -333,10 +399,12 @@ export class Reconciler {
       try {
         outcome = await validate({
           module,
-          kernel,
+          kernel: kernel.targetKernel,
           pushBuiltImage: resource.spec.pushBuiltImage === true,
           platform: config.platform,
           owner,
+          ...(kernel.dtkImage === undefined ? {} : { driverToolkitImage: kernel.dtkImage }),
+          ...(rerunFailed ? { rerunFailed } : {}),
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(config.validationTimeoutMs)]),
         });
       } catch (err) {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { KMM_API_VERSION } from '../api/meta.ts';
 import type { Module } from '../api/module.ts';
 import { PREFLIGHT_KIND, type PreflightValidationOCP } from '../api/preflight.ts';
 import { parseMirrorFlag, withMirrors, type MirrorRule } from '../image/mirrors.ts';
@@ -15,7 +16,6 @@ import {
   type KubeObject,
   type ResourceDescriptor,
 } from '../platform/kube/informer.ts';
-import { JobLabel, MANAGED_BY } from '../buildsign/identity.ts';
 import type { Job } from '../buildsign/kube-types.ts';
 import { kubeLeaseStore, LeaderElector, systemClock } from '../platform/kube/leader-election.ts';
 import { createRunnerMetrics, type RunnerMetrics } from '../platform/metrics.ts';
@@ -25,6 +25,8 @@ import { validateModule } from '../preflight/engine.ts';
 import { ReleaseCache } from '../release/cache.ts';
 import { resolveRelease } from '../release/resolve.ts';
 import { ClusterCredentials, readClusterMirrorRules } from './cluster-inputs.ts';
+import { JOB_LABEL_SELECTOR, JOB_RESOURCE, owningResource } from './jobs/job-watch.ts';
+import { createBuildSign } from './jobs/wiring.ts';
 import type { RunnerConfig } from './config.ts';
 import { KernelCache, type ReleaseResolver } from './kernels.ts';
 import {
@@ -52,7 +54,6 @@ export interface RunnerHandle {
 }
 
 const RECONCILE_WORKERS = 2;
-const JOB_RESOURCE: ResourceDescriptor = { group: 'batch', version: 'v1', plural: 'jobs', namespaced: true };
 /** Module events are coalesced this long before every resource is reconciled. */
 const MODULE_EVENT_DEBOUNCE_MS = 300;
 
@@ -84,9 +85,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   mirrorTimer.unref();
 
   const platform = { os: 'linux', architecture: config.architecture };
+  const buildSign = createBuildSign(client, kc, config.buildSign);
   const engine = createPreflightDeps({
     image: { source, cache: new ImageStageCache() },
     credentials: (module, data) => credentials.forModule(module, data),
+    buildSign: buildSign.port,
     regexps: new RegexpCache(),
   });
   const releaseCache = new ReleaseCache();
@@ -139,11 +142,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       ? [informer<Module>(MODULE_RESOURCE)]
       : config.namespaces.map((ns) => informer<Module>(MODULE_RESOURCE, ns));
   // The Build and Sign Jobs this runner starts (in the Modules' namespaces): a change re-queues the owning resource.
-  const jobSelector = `${JobLabel.managedBy}=${MANAGED_BY}`;
   const jobInformers =
     config.namespaces.length === 0
-      ? [informer<Job>(JOB_RESOURCE, undefined, jobSelector)]
-      : config.namespaces.map((ns) => informer<Job>(JOB_RESOURCE, ns, jobSelector));
+      ? [informer<Job>(JOB_RESOURCE, undefined, JOB_LABEL_SELECTOR)]
+      : config.namespaces.map((ns) => informer<Job>(JOB_RESOURCE, ns, JOB_LABEL_SELECTOR));
   const informers: Pick<Informer<KubeObject>, 'synced' | 'start' | 'stop'>[] = [
     preflights,
     ...moduleInformers,
@@ -157,6 +159,14 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     resources: kubePreflightResources(client),
     cached: (name) => preflights.get(name),
     modules: () => moduleInformers.flatMap((i) => i.list()),
+    modulesSynced: () => moduleInformers.every((i) => i.synced),
+    moduleJobs: {
+      removeModuleJobs: (owner, module) =>
+        buildSign.stage.removeModuleJobs(
+          { apiVersion: KMM_API_VERSION, kind: PREFLIGHT_KIND, name: owner.name, uid: owner.uid },
+          module,
+        ),
+    },
     validate: (request) => validateModule(engine, request),
     kernels,
     events: kubeEventSink(client, config.eventsNamespace, 'kmm-preflight-runner', logger),
@@ -199,9 +209,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   }
   for (const jobInformer of jobInformers) {
     jobInformer.on((event) => {
-      for (const owner of event.object.metadata.ownerReferences ?? []) {
-        if (owner.kind === PREFLIGHT_KIND) queue.add(owner.name);
-      }
+      // Only resources this runner serves (--resource-selector): another runner's Jobs share the label.
+      const owner = owningResource(event.object);
+      if (owner !== undefined && preflights.get(owner) !== undefined) queue.add(owner);
     });
   }
   for (const i of informers) i.start();

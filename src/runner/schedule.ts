@@ -31,6 +31,8 @@ export interface Attempt {
   readonly notBefore: number;
   /** Consecutive transient failures. */
   readonly failures: number;
+  /** The last pass failed at Build or Sign (a failed Job): the retry runs that Job again. */
+  readonly rerunFailedJob?: boolean;
 }
 
 export function afterOutcome(
@@ -46,7 +48,14 @@ export function afterOutcome(
     case 'final':
       return { basis, notBefore: Infinity, failures: 0 };
     case 'retry':
-      return { basis, notBefore: nowMs + policy.retryIntervalMs, failures: 0 };
+      return {
+        basis,
+        notBefore: nowMs + policy.retryIntervalMs,
+        failures: 0,
+        ...(outcome.verificationStage === 'Build' || outcome.verificationStage === 'Sign'
+          ? { rerunFailedJob: true }
+          : {}),
+      };
     case 'waiting':
       return { basis, notBefore: nowMs + policy.waitingPollMs, failures: 0 };
     case 'backoff':
@@ -56,6 +65,11 @@ export function afterOutcome(
         failures: failures + 1,
       };
   }
+}
+
+/** Whether the validation now due is the scheduled retry of a failed Build or Sign Job, which runs it again. */
+export function rerunsFailedJob(attempt: Attempt | undefined, basis: ValidationBasis): boolean {
+  return attempt?.rerunFailedJob === true && sameBasis(attempt.basis, basis);
 }
 
 export interface ValidationPlan {

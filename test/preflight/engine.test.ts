@@ -303,6 +303,32 @@ describe('preflight engine: validateModule stage table', () => {
     expect(calls.image[1]).to.deep.equal({ image: 'reg/m:k', requireSigned: true });
   });
 
+  it('hands the driver-toolkit image and the rerun request to Build/Sign, and only when given', async () => {
+    const seen: { driverToolkitImage?: string; rerunFailed?: boolean }[] = [];
+    const base = deps({ image: missing, data: { build: {} } });
+    const d: PreflightDeps<Data> = {
+      ...base.deps,
+      buildSign: {
+        applies: () => true,
+        advance: (ctx) => {
+          seen.push({ driverToolkitImage: ctx.driverToolkitImage, rerunFailed: ctx.rerunFailed });
+          return Promise.resolve({
+            stage: 'Build',
+            state: 'running',
+            reason: 'Job b running',
+            definite: false,
+          });
+        },
+      },
+    };
+    await validateModule(d, { ...request, driverToolkitImage: 'reg/dtk@sha256:d', rerunFailed: true });
+    await validateModule(d, request);
+    expect(seen).to.deep.equal([
+      { driverToolkitImage: 'reg/dtk@sha256:d', rerunFailed: true },
+      { driverToolkitImage: undefined, rerunFailed: undefined },
+    ]);
+  });
+
   it('until Build/Sign are wired, a module that needs them is False at that stage, saying so', async () => {
     const base = deps({ image: missing });
     const d: PreflightDeps<Data> = { ...base.deps, buildSign: unavailableBuildSignStage() };

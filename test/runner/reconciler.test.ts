@@ -8,7 +8,12 @@ import type { ValidationRequest } from '../../src/preflight/engine.ts';
 import { StageOutcomes, type StageOutcome } from '../../src/preflight/outcome.ts';
 import { KernelCache, type ReleaseResolver } from '../../src/runner/kernels.ts';
 import { TaskPool } from '../../src/runner/pool.ts';
-import { Reconciler, type EventSink, type PreflightResources } from '../../src/runner/reconciler.ts';
+import {
+  Reconciler,
+  type EventSink,
+  type ModuleJobs,
+  type PreflightResources,
+} from '../../src/runner/reconciler.ts';
 import { WorkQueue } from '../../src/runner/work-queue.ts';
 
 const K = '5.14.0-427.13.1.el9_4.x86_64';
@@ -60,9 +65,25 @@ const moduleNamed = (namespace: string, name: string, generation = 1): Module =>
   spec: { selector: {} },
 });
 
+/** The Jobs each (owner, module) holds, as BuildSignStage.removeModuleJobs sees them. */
+class MemoryModuleJobs implements ModuleJobs {
+  readonly jobs = new Map<string, number>();
+  readonly removals: string[] = [];
+  removeModuleJobs(owner: { name: string; uid: string }, module: { namespace: string; name: string }) {
+    const key = `${owner.name}/${owner.uid}/${module.namespace}/${module.name}`;
+    this.removals.push(key);
+    const count = this.jobs.get(key) ?? 0;
+    this.jobs.delete(key);
+    return Promise.resolve(count);
+  }
+}
+
 function setup(options: {
   validate: (request: ValidationRequest) => Promise<StageOutcome>;
   modules: Module[];
+  moduleJobs?: ModuleJobs;
+  modulesSynced?: () => boolean;
+  retryIntervalMs?: number;
 }) {
   const resources = new MemoryResources();
   /** Added to the wall clock, to step past the first-write grace. */
@@ -74,7 +95,13 @@ function setup(options: {
   const resolver: ReleaseResolver = () =>
     new Promise((resolve) => {
       resolveRelease = () =>
-        resolve({ state: 'resolved', targetKernel: K, kernelVersion: K, releaseVersion: '4.19.0' });
+        resolve({
+          state: 'resolved',
+          targetKernel: K,
+          kernelVersion: K,
+          releaseVersion: '4.19.0',
+          dtkImage: 'reg/dtk@sha256:d',
+        });
     });
   const kernels = new KernelCache(resolver, { baseMs: 10, maxMs: 100, jitter: 0 });
   kernels.onSettled((name) => queue.add(name));
@@ -82,6 +109,8 @@ function setup(options: {
     resources,
     cached: () => structuredClone(resources.resource),
     modules: () => options.modules,
+    ...(options.moduleJobs === undefined ? {} : { moduleJobs: options.moduleJobs }),
+    ...(options.modulesSynced === undefined ? {} : { modulesSynced: options.modulesSynced }),
     validate: options.validate,
     kernels,
     events: sink,
@@ -93,7 +122,7 @@ function setup(options: {
     config: {
       platform: { os: 'linux', architecture: 'amd64' },
       schedule: {
-        retryIntervalMs: 60_000,
+        retryIntervalMs: options.retryIntervalMs ?? 60_000,
         backoff: { baseMs: 10, maxMs: 100, jitter: 0 },
         waitingPollMs: 1_000,
       },
@@ -218,5 +247,89 @@ describe('runner: Reconciler', () => {
       statusReason: 'ok at generation 2',
       observedGeneration: 2,
     });
+  });
+
+  it('removes the Jobs of a deleted Module when its entry is pruned, and only those', async () => {
+    const modules = [moduleNamed('ns', 'kept'), moduleNamed('ns', 'gone')];
+    const moduleJobs = new MemoryModuleJobs();
+    moduleJobs.jobs.set('pf/u1/ns/gone', 2);
+    moduleJobs.jobs.set('pf/u1/ns/kept', 1);
+    const t = setup({
+      modules,
+      moduleJobs,
+      validate: () => Promise.resolve(StageOutcomes.waiting('Build', 'Job running')),
+    });
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.modules?.length === 2);
+    expect(moduleJobs.removals, 'nothing pruned yet').to.deep.equal([]);
+    modules.splice(1, 1);
+    t.queue.add('pf');
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.modules?.length === 1);
+    await driveUntil(t.queue, t.reconciler, () => moduleJobs.removals.length === 1);
+    expect(moduleJobs.removals).to.deep.equal(['pf/u1/ns/gone']);
+    expect([...moduleJobs.jobs.keys()]).to.deep.equal(['pf/u1/ns/kept']);
+    await t.reconciler.reconcile('pf');
+    expect(moduleJobs.removals, 'an entry already pruned is not removed again').to.have.length(1);
+    t.reconciler.stop();
+  });
+
+  it('does nothing until the Module caches are synced (an empty cache would prune every entry)', async () => {
+    let synced = false;
+    const moduleJobs = new MemoryModuleJobs();
+    const modules = [moduleNamed('ns', 'a')];
+    const t = setup({
+      modules,
+      moduleJobs,
+      modulesSynced: () => synced,
+      validate: () => Promise.resolve(StageOutcomes.verified('ok')),
+    });
+    t.resources.resource = {
+      ...t.resources.resource,
+      status: {
+        modules: [
+          {
+            namespace: 'ns',
+            name: 'a',
+            verificationStatus: 'False',
+            verificationStage: 'Build',
+            lastTransitionTime: '2026-01-01T00:00:00Z',
+          },
+        ],
+      },
+    };
+    modules.splice(0, 1);
+    const early = await t.reconciler.reconcile('pf');
+    expect(early).to.deep.equal({ wrote: false, requeueAfterMs: 200 });
+    expect(moduleJobs.removals).to.deep.equal([]);
+    expect(t.resources.writes).to.have.length(0);
+    synced = true;
+    modules.push(moduleNamed('ns', 'a'));
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.verified === 1);
+    expect(moduleJobs.removals).to.deep.equal([]);
+  });
+
+  it('passes the release driver-toolkit image, and asks for a rerun only on the retry after a failed Job', async () => {
+    const requests: ValidationRequest[] = [];
+    const t = setup({
+      modules: [moduleNamed('ns', 'a')],
+      retryIntervalMs: 50,
+      validate: (request) => {
+        requests.push(request);
+        return Promise.resolve(
+          requests.length < 3
+            ? StageOutcomes.failedAt('Build', 'Job ns/a-build failed: exit 1')
+            : StageOutcomes.verified('built'),
+        );
+      },
+    });
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.verified === 1);
+    expect(requests.map((r) => r.driverToolkitImage)).to.deep.equal(Array(3).fill('reg/dtk@sha256:d'));
+    expect(requests.map((r) => r.rerunFailed === true)).to.deep.equal([false, true, true]);
+    expect(requests[0]?.owner).to.deep.equal({ name: 'pf', uid: 'u1' });
   });
 });

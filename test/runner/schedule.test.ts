@@ -7,6 +7,7 @@ import { parseDuration, runnerConfig } from '../../src/runner/config.ts';
 import {
   afterOutcome,
   planValidations,
+  rerunsFailedJob,
   type Attempt,
   type ValidationBasis,
 } from '../../src/runner/schedule.ts';
@@ -129,6 +130,36 @@ describe('runner: schedule', () => {
   });
 });
 
+describe('runner: reruns of failed Build/Sign Jobs', () => {
+  it('only the scheduled retry after a failed Job reruns it, and only for the same basis', () => {
+    const failedBuild = afterOutcome(
+      StageOutcomes.failedAt('Build', 'Job failed'),
+      basis(),
+      undefined,
+      0,
+      policy,
+    );
+    expect(rerunsFailedJob(failedBuild, basis())).to.equal(true);
+    expect(rerunsFailedJob(failedBuild, basis(2)), 'the Module changed: a fresh validation').to.equal(false);
+    const failedSign = afterOutcome(
+      StageOutcomes.failedAt('Sign', 'Job failed'),
+      basis(),
+      undefined,
+      0,
+      policy,
+    );
+    expect(rerunsFailedJob(failedSign, basis())).to.equal(true);
+    const notOurs = [
+      afterOutcome(StageOutcomes.failedAt('Image', 'absent'), basis(), undefined, 0, policy),
+      afterOutcome(StageOutcomes.waiting('Build', 'Job running'), basis(), undefined, 0, policy),
+      afterOutcome(StageOutcomes.refusedAt('Build', 'Secret missing'), basis(), undefined, 0, policy),
+      afterOutcome(StageOutcomes.requeued('unreachable'), basis(), undefined, 0, policy),
+    ];
+    for (const attempt of notOurs) expect(rerunsFailedJob(attempt, basis())).to.equal(false);
+    expect(rerunsFailedJob(undefined, basis()), 'first validation').to.equal(false);
+  });
+});
+
 describe('runner: configuration', () => {
   it('defaults, then environment, then flags', () => {
     const defaults = runnerConfig({}, {});
@@ -162,6 +193,67 @@ describe('runner: configuration', () => {
     const fromFlags = runnerConfig({ concurrency: '8', leaderElect: false, opsAddress: '127.0.0.1:0' }, env);
     expect(fromFlags).to.deep.include({ concurrency: 8, opsAddress: { host: '127.0.0.1', port: 0 } });
     expect(fromFlags.leaderElection.enabled).to.equal(false);
+  });
+
+  it('Build/Sign Job settings: defaults, environment, flags; a bad one is a usage error naming its flag', () => {
+    expect(runnerConfig({}, {}).buildSign).to.deep.equal({
+      kanikoImage: 'gcr.io/kaniko-project/executor:v1.23.2',
+      signFilePath: '/usr/src/kernels/${KERNEL_VERSION}/scripts/sign-file',
+      backoffLimit: 1,
+      activeDeadlineSeconds: 3600,
+      ttlSecondsAfterFinished: 86400,
+    });
+    const env = {
+      KMM_PREFLIGHT_KANIKO_IMAGE: 'mirror:5000/kaniko:v1',
+      KMM_PREFLIGHT_JOB_BACKOFF_LIMIT: '3',
+      KMM_PREFLIGHT_JOB_TTL_AFTER_FINISHED: 'never',
+      KMM_PREFLIGHT_JOB_SERVICE_ACCOUNT: 'builder',
+    };
+    const fromEnv = runnerConfig({}, env).buildSign;
+    expect(fromEnv).to.include({
+      kanikoImage: 'mirror:5000/kaniko:v1',
+      backoffLimit: 3,
+      serviceAccountName: 'builder',
+    });
+    expect(fromEnv.ttlSecondsAfterFinished, 'never: kept until the resource goes').to.equal(undefined);
+    const fromFlags = runnerConfig(
+      {
+        signerImage: 'reg/signer:1',
+        signFilePath: '/opt/sign-file',
+        jobActiveDeadline: '30m',
+        jobTtlAfterFinished: '1h',
+        jobBackoffLimit: '0',
+      },
+      env,
+    ).buildSign;
+    expect(fromFlags).to.include({
+      signerImage: 'reg/signer:1',
+      signFilePath: '/opt/sign-file',
+      activeDeadlineSeconds: 1800,
+      ttlSecondsAfterFinished: 3600,
+      backoffLimit: 0,
+      kanikoImage: 'mirror:5000/kaniko:v1',
+    });
+    const bad: [Parameters<typeof runnerConfig>[0], Record<string, string>, RegExp][] = [
+      [
+        { jobBackoffLimit: '11' },
+        {},
+        /^--job-backoff-limit \(KMM_PREFLIGHT_JOB_BACKOFF_LIMIT\): backoffLimit: must be an integer from 0 to 10/,
+      ],
+      [{}, { KMM_PREFLIGHT_JOB_BACKOFF_LIMIT: 'two' }, /--job-backoff-limit .*got NaN/],
+      [{ jobActiveDeadline: '10s' }, {}, /^--job-active-deadline .*from 60 to/],
+      [
+        { jobActiveDeadline: 'soon' },
+        {},
+        /^--job-active-deadline \(KMM_PREFLIGHT_JOB_ACTIVE_DEADLINE\): 'soon' is not a duration/,
+      ],
+      [{ kanikoImage: 'has space' }, {}, /^--kaniko-image .*not an image reference/],
+      [{ signFilePath: 'relative/sign-file' }, {}, /^--sign-file-path .*absolute path/],
+      [{ jobServiceAccount: 'Not_Valid' }, {}, /^--job-service-account .*not a valid name/],
+    ];
+    for (const [flags, environment, message] of bad) {
+      expect(() => runnerConfig(flags, environment), JSON.stringify(flags)).to.throw(UsageError, message);
+    }
   });
 
   it('bad values are usage errors naming the flag and its variable', () => {

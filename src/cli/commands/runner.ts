@@ -1,4 +1,5 @@
 import { Option } from 'commander';
+import { DEFAULT_BUILD_SIGN_CONFIG } from '../../buildsign/config.ts';
 import { createLogger, LOG_LEVELS } from '../../platform/logger.ts';
 import { DEFAULT_PULL_SECRET, RunnerEnv, runnerConfig, type RunnerFlags } from '../../runner/config.ts';
 import { startRunner } from '../../runner/runner.ts';
@@ -91,6 +92,34 @@ export const registerRunnerCommand: CommandRegistration = (program, io, setExitC
     .option(
       '--shutdown-timeout <duration>',
       `bound on finishing writes at SIGTERM; default 10s ${env(RunnerEnv.shutdownTimeout)}`,
+    )
+    .option(
+      '--kaniko-image <image>',
+      `Kaniko executor of Build Jobs; default ${DEFAULT_BUILD_SIGN_CONFIG.kanikoImage} ${env(RunnerEnv.kanikoImage)}`,
+    )
+    .option(
+      '--signer-image <image>',
+      `image holding sign-file for Sign Jobs; default the release's driver-toolkit ${env(RunnerEnv.signerImage)}`,
+    )
+    .option(
+      '--sign-file-path <path>',
+      `sign-file in the signer image, \${KERNEL_VERSION} replaced; default ${DEFAULT_BUILD_SIGN_CONFIG.signFilePath} ${env(RunnerEnv.signFilePath)}`,
+    )
+    .option(
+      '--job-backoff-limit <n>',
+      `pod retries of a Build/Sign Job, 0-10; default ${DEFAULT_BUILD_SIGN_CONFIG.backoffLimit} ${env(RunnerEnv.jobBackoffLimit)}`,
+    )
+    .option(
+      '--job-active-deadline <duration>',
+      `a Build/Sign Job running longer fails; default 1h ${env(RunnerEnv.jobActiveDeadline)}`,
+    )
+    .option(
+      '--job-ttl-after-finished <duration|never>',
+      `finished Build/Sign Jobs are deleted after this long; default 24h ${env(RunnerEnv.jobTtlAfterFinished)}`,
+    )
+    .option(
+      '--job-service-account <name>',
+      `service account of Build/Sign Job pods; default the namespace's default ${env(RunnerEnv.jobServiceAccount)}`,
     )
     .addOption(
       new Option('--log-level <level>', `log level; default info ${env(RunnerEnv.logLevel)}`).choices(
