@@ -17,6 +17,7 @@ import {
   type ManifestDocument,
   type RenderedOverlays,
 } from '../manifests/render.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The shipped install on the real API server: the CRDs and the self-signed overlay apply (kubectl validates every
@@ -50,23 +51,6 @@ type KubeObject = Record<string, unknown> & {
   apiVersion: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
 };
-
-/** Polls `probe` until it returns a value other than undefined; fails after `timeoutMs` with the last error. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last === '' ? '' : `: ${last}`}`);
-    await new Promise((done) => setTimeout(done, 250));
-  }
-}
 
 async function freePort(host: string): Promise<number> {
   return new Promise((done, fail) => {

@@ -9,6 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The webhook as users run it, against the real API server: `kmm-preflight certs` makes the certificates,
@@ -48,26 +49,6 @@ interface WebhookProcess {
   stop(): Promise<number | null>;
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last === '' ? '' : `: ${last}`}`);
-    await new Promise((done) => setTimeout(done, 300));
-  }
-}
-
 function runCli(args: readonly string[]): Promise<KubectlResult> {
   return new Promise((done) => {
     execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
@@ -95,7 +76,7 @@ function startWebhook(args: readonly string[]): Promise<WebhookProcess> {
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  return until('the webhook to report its ports', () => {
+  return waitFor('the webhook to report its ports', () => {
     if (child.exitCode !== null) throw new Error(`webhook exited ${child.exitCode}: ${output}`);
     for (const line of output.split('\n')) {
       if (!line.includes('"webhook started"')) continue;
@@ -239,7 +220,7 @@ describe('webhook e2e: kmm-preflight webhook behind the real API server', functi
     matches: (r: KubectlResult) => boolean,
     what: string,
   ): Promise<void> {
-    await until(what, async () => {
+    await waitFor(what, async () => {
       const result = await apply(object, true);
       return matches(result) ? true : undefined;
     });
@@ -318,7 +299,7 @@ describe('webhook e2e: kmm-preflight webhook behind the real API server', functi
       String(servicePort),
     ]);
     for (const webhook of [byUrl, byService]) {
-      await until('/readyz', async () => {
+      await waitFor('/readyz', async () => {
         const res = await fetch(`http://${webhook.host}:${webhook.healthPort}/readyz`);
         return res.status === 200 ? true : undefined;
       });
@@ -484,7 +465,7 @@ describe('webhook e2e: kmm-preflight webhook behind the real API server', functi
     expect(renewed.code, renewed.stderr).to.equal(0);
     const expected = new X509Certificate(await readFile(join(dir, 'url', 'tls.crt'))).fingerprint256;
     expect(expected).not.to.equal(before);
-    await until('the new certificate to be served', async () =>
+    await waitFor('the new certificate to be served', async () =>
       (await servedFingerprint('127.0.0.1', byUrl!.port)) === expected ? true : undefined,
     );
     expect(byUrl.output()).to.contain('serving certificate reloaded');
