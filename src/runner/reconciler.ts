@@ -21,6 +21,7 @@ import {
 import type { KernelCache, ResolvedKernel } from './kernels.ts';
 import type { TaskPool } from './pool.ts';
 import {
+  afterJobEvent,
   afterOutcome,
   planValidations,
   rerunsFailedJob,
@@ -282,6 +283,19 @@ export class Reconciler {
       if (module !== undefined) this.#start(name, resource, state, module, basisOf(due), kernel);
     }
     return plan.nextDueMs;
+  }
+
+  /**
+   * A Build or Sign Job of `module` changed: a validation waiting for it is due now, not at the next poll. The
+   * resource is queued either way (a Job of a Module it does not know yet is harmless).
+   */
+  jobChanged(name: string, module: { readonly namespace: string; readonly name: string }): void {
+    const schedule = this.#states.get(name)?.schedule;
+    const key = moduleKey(module);
+    const attempt = schedule?.get(key);
+    if (schedule !== undefined && attempt !== undefined)
+      schedule.set(key, afterJobEvent(attempt, this.#deps.now()));
+    this.#deps.queue.add(name);
   }
 
   /** Abandons every validation (shutdown). */

@@ -25,7 +25,7 @@ import { validateModule } from '../preflight/engine.ts';
 import { ReleaseCache } from '../release/cache.ts';
 import { resolveRelease } from '../release/resolve.ts';
 import { ClusterCredentials, readClusterMirrorRules } from './cluster-inputs.ts';
-import { JOB_LABEL_SELECTOR, JOB_RESOURCE, owningResource } from './jobs/job-watch.ts';
+import { JOB_LABEL_SELECTOR, JOB_RESOURCE, moduleOfJob, owningResource } from './jobs/job-watch.ts';
 import { createBuildSign } from './jobs/wiring.ts';
 import type { RunnerConfig } from './config.ts';
 import { KernelCache, type ReleaseResolver } from './kernels.ts';
@@ -211,7 +211,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     jobInformer.on((event) => {
       // Only resources this runner serves (--resource-selector): another runner's Jobs share the label.
       const owner = owningResource(event.object);
-      if (owner !== undefined && preflights.get(owner) !== undefined) queue.add(owner);
+      if (owner === undefined || preflights.get(owner) === undefined) return;
+      const module = moduleOfJob(event.object);
+      if (module === undefined) queue.add(owner);
+      else reconciler.jobChanged(owner, module);
     });
   }
   for (const i of informers) i.start();

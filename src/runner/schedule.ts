@@ -33,6 +33,8 @@ export interface Attempt {
   readonly failures: number;
   /** The last pass failed at Build or Sign (a failed Job): the retry runs that Job again. */
   readonly rerunFailedJob?: boolean;
+  /** A Build or Sign Job is running: a change of that Job makes the module due at once (jobChanged). */
+  readonly waitingForJob?: boolean;
 }
 
 export function afterOutcome(
@@ -57,7 +59,7 @@ export function afterOutcome(
           : {}),
       };
     case 'waiting':
-      return { basis, notBefore: nowMs + policy.waitingPollMs, failures: 0 };
+      return { basis, notBefore: nowMs + policy.waitingPollMs, failures: 0, waitingForJob: true };
     case 'backoff':
       return {
         basis,
@@ -70,6 +72,13 @@ export function afterOutcome(
 /** Whether the validation now due is the scheduled retry of a failed Build or Sign Job, which runs it again. */
 export function rerunsFailedJob(attempt: Attempt | undefined, basis: ValidationBasis): boolean {
   return attempt?.rerunFailedJob === true && sameBasis(attempt.basis, basis);
+}
+
+/** The attempt after an event of the Job it waits for: due at once. Other attempts are left as they are. */
+export function afterJobEvent(attempt: Attempt, nowMs: number): Attempt {
+  return attempt.waitingForJob === true && attempt.notBefore > nowMs
+    ? { ...attempt, notBefore: nowMs }
+    : attempt;
 }
 
 export interface ValidationPlan {

@@ -84,6 +84,7 @@ function setup(options: {
   moduleJobs?: ModuleJobs;
   modulesSynced?: () => boolean;
   retryIntervalMs?: number;
+  waitingPollMs?: number;
 }) {
   const resources = new MemoryResources();
   /** Added to the wall clock, to step past the first-write grace. */
@@ -124,7 +125,7 @@ function setup(options: {
       schedule: {
         retryIntervalMs: options.retryIntervalMs ?? 60_000,
         backoff: { baseMs: 10, maxMs: 100, jitter: 0 },
-        waitingPollMs: 1_000,
+        waitingPollMs: options.waitingPollMs ?? 1_000,
       },
       batchDelayMs: 20,
       validationTimeoutMs: 5_000,
@@ -331,5 +332,35 @@ describe('runner: Reconciler', () => {
     expect(requests.map((r) => r.driverToolkitImage)).to.deep.equal(Array(3).fill('reg/dtk@sha256:d'));
     expect(requests.map((r) => r.rerunFailed === true)).to.deep.equal([false, true, true]);
     expect(requests[0]?.owner).to.deep.equal({ name: 'pf', uid: 'u1' });
+  });
+
+  it('a Job event makes the module waiting for it due at once, not at the next poll', async () => {
+    let jobDone = false;
+    let calls = 0;
+    const t = setup({
+      modules: [moduleNamed('ns', 'a'), moduleNamed('ns', 'b')],
+      waitingPollMs: 600_000,
+      validate: (request) => {
+        if (request.module.metadata.name === 'a') calls += 1;
+        return Promise.resolve(
+          jobDone ? StageOutcomes.verified('built') : StageOutcomes.waiting('Build', 'Job running'),
+        );
+      },
+    });
+    await t.reconciler.reconcile('pf');
+    t.resolveRelease();
+    await driveUntil(
+      t.queue,
+      t.reconciler,
+      () => t.resources.resource.status?.modules?.[0]?.verificationStage === 'Build',
+    );
+    expect(calls).to.equal(1);
+    jobDone = true;
+    t.reconciler.jobChanged('pf', { namespace: 'ns', name: 'a' });
+    await driveUntil(t.queue, t.reconciler, () => t.resources.resource.status?.verified === 1);
+    const byName = Object.fromEntries((t.resources.resource.status?.modules ?? []).map((m) => [m.name, m]));
+    expect(byName['a']).to.include({ verificationStatus: 'True' });
+    expect(byName['b'], 'b waits for its own Job').to.include({ verificationStage: 'Build' });
+    expect(calls).to.equal(2);
   });
 });

@@ -5,6 +5,7 @@ import { StageOutcomes } from '../../src/preflight/outcome.ts';
 import type { ModuleIdentity } from '../../src/preflight/status.ts';
 import { parseDuration, runnerConfig } from '../../src/runner/config.ts';
 import {
+  afterJobEvent,
   afterOutcome,
   planValidations,
   rerunsFailedJob,
@@ -157,6 +158,30 @@ describe('runner: reruns of failed Build/Sign Jobs', () => {
     ];
     for (const attempt of notOurs) expect(rerunsFailedJob(attempt, basis())).to.equal(false);
     expect(rerunsFailedJob(undefined, basis()), 'first validation').to.equal(false);
+  });
+});
+
+describe('runner: Job events', () => {
+  it('make a module waiting for its Job due at once, and nothing else', () => {
+    const waiting = afterOutcome(
+      StageOutcomes.waiting('Build', 'Job running'),
+      basis(),
+      undefined,
+      1_000,
+      policy,
+    );
+    expect(waiting.notBefore).to.equal(31_000);
+    expect(afterJobEvent(waiting, 2_000).notBefore).to.equal(2_000);
+    const failed = afterOutcome(
+      StageOutcomes.failedAt('Build', 'Job failed'),
+      basis(),
+      undefined,
+      1_000,
+      policy,
+    );
+    expect(afterJobEvent(failed, 2_000), 'a failed Job waits for the retry interval').to.equal(failed);
+    const final = afterOutcome(StageOutcomes.verified('ok'), basis(), undefined, 1_000, policy);
+    expect(afterJobEvent(final, 2_000)).to.equal(final);
   });
 });
 

@@ -1,6 +1,6 @@
 import { KMM_API_VERSION } from '../../api/meta.ts';
 import { PREFLIGHT_KIND } from '../../api/preflight.ts';
-import { JobLabel, MANAGED_BY } from '../../buildsign/identity.ts';
+import { JobAnnotation, JobLabel, MANAGED_BY } from '../../buildsign/identity.ts';
 import type { Job } from '../../buildsign/kube-types.ts';
 import type { ResourceDescriptor } from '../../platform/kube/informer.ts';
 
@@ -24,4 +24,12 @@ export function owningResource(job: Pick<Job, 'metadata'>): string | undefined {
   return job.metadata.ownerReferences?.find(
     (ref) => ref.controller === true && ref.kind === PREFLIGHT_KIND && ref.apiVersion === KMM_API_VERSION,
   )?.name;
+}
+
+/** The Module a Job builds or signs for (its `<namespace>/<name>` annotation), or undefined when it has none. */
+export function moduleOfJob(job: Pick<Job, 'metadata'>): { namespace: string; name: string } | undefined {
+  const value = job.metadata.annotations?.[JobAnnotation.module];
+  const slash = value?.indexOf('/') ?? -1;
+  if (value === undefined || slash <= 0 || slash === value.length - 1) return undefined;
+  return { namespace: value.slice(0, slash), name: value.slice(slash + 1) };
 }
