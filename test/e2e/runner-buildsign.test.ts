@@ -192,7 +192,10 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
   it('verifies an image on the TLS registry with only --ca-file, and starts one build Job per Module', async () => {
     const runner = startRunner();
     const present = await entryWhen('present', (e) => e.verificationStage !== 'Image');
-    expect(present, present.statusReason).to.include({ verificationStatus: 'True', verificationStage: 'Done' });
+    expect(present, present.statusReason).to.include({
+      verificationStatus: 'True',
+      verificationStage: 'Done',
+    });
 
     const job = await oneJobOf('build-ok');
     expect(job.metadata.ownerReferences?.[0]).to.include({ kind: 'PreflightValidationOCP', name: RESOURCE });
@@ -201,7 +204,9 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     expect(container?.args).to.include('--no-push');
     const dtk = (await getPreflight()).status?.dtkImage;
     expect(dtk, 'the release resolved its driver-toolkit').to.be.a('string');
-    expect(container?.args, 'DTK_AUTO is the release driver-toolkit').to.include(`--build-arg=DTK_AUTO=${dtk}`);
+    expect(container?.args, 'DTK_AUTO is the release driver-toolkit').to.include(
+      `--build-arg=DTK_AUTO=${dtk}`,
+    );
     const running = await entryWhen('build-ok', (e) => e.verificationStage === 'Build');
     expect(running.statusReason).to.contain(job.metadata.name);
     await oneJobOf('build-fails');
@@ -245,10 +250,13 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
   it('the PreflightValidationOCP deleted: the garbage collector removes its Jobs', async () => {
     const uid = (await getPreflight()).metadata.uid;
     if (uid === undefined) throw new Error('resource without uid');
-    const owned = async (): Promise<Job[]> =>
-      store.listJobs(NS, { [JobLabel.ownerUid]: uid });
+    const owned = async (): Promise<Job[]> => store.listJobs(NS, { [JobLabel.ownerUid]: uid });
     expect((await owned()).length).to.be.greaterThan(0);
     await cluster.kubectl(['delete', 'pfvo', RESOURCE, '--wait=false']);
-    await waitFor('the Jobs to be collected', async () => ((await owned()).length === 0 ? true : undefined), 180_000);
+    await waitFor(
+      'the Jobs to be collected',
+      async () => ((await owned()).length === 0 ? true : undefined),
+      180_000,
+    );
   });
 });
