@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { KMM_API_VERSION } from '../api/meta.ts';
@@ -24,6 +23,7 @@ import { createPreflightDeps } from '../preflight/deps.ts';
 import { validateModule } from '../preflight/engine.ts';
 import { ReleaseCache } from '../release/cache.ts';
 import { resolveRelease } from '../release/resolve.ts';
+import { readCaFiles } from './ca-files.ts';
 import { ClusterCredentials, readClusterMirrorRules } from './cluster-inputs.ts';
 import { JOB_LABEL_SELECTOR, JOB_RESOURCE, moduleOfJob, owningResource } from './jobs/job-watch.ts';
 import { createBuildSign } from './jobs/wiring.ts';
@@ -347,7 +347,7 @@ async function imageInputs(
   logger: Logger,
   metrics: RunnerMetrics,
 ): Promise<ImageInputs> {
-  const caCertificates = await Promise.all(config.caFiles.map((file) => readFile(file, 'utf8')));
+  const caCertificates = await readCaFiles(config.caFiles);
   const registry = new RegistryClient({
     caCertificates,
     plainHttpRegistries: config.insecureRegistries,
