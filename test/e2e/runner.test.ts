@@ -246,8 +246,9 @@ describe('e2e: runner against the real API server and registry', function () {
       verificationStatus: 'False',
       verificationStage: 'Build',
     });
+    // Build runs in the runner now: the Dockerfile ConfigMap it names does not exist, which only an edit fixes.
     expect(entry(list, nsB, 'needs-build')?.statusReason).to.contain(
-      'build/sign validation is not available',
+      `ConfigMap ${nsB}/dockerfile (build.dockerfileConfigMap) is missing`,
     );
 
     const ops = await runner.opsAddress();
