@@ -11,7 +11,7 @@ import { createKubeClient, loadKubeConfig, type KubeClient } from '../../src/pla
 import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
 import type { TestCluster } from '../support/cluster.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
-import { finishJobPod } from '../buildsign/e2e-support.ts';
+import { finishJobPod, pushBuiltModuleImage } from '../buildsign/e2e-support.ts';
 import {
   privateCluster,
   pushModuleImage,
@@ -50,6 +50,7 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
   let store: KubeJobStore;
   let registry: TestRegistry;
   let releaseImage: string;
+  let kernel: string;
   const runners: RunnerProcess[] = [];
 
   const startRunner = (): RunnerProcess => {
@@ -82,7 +83,7 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     return runner;
   };
 
-  const moduleDoc = (name: string, image: string, build: boolean): string =>
+  const moduleDoc = (name: string, image: string, build: boolean, sign = false): string =>
     JSON.stringify({
       apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
       kind: 'Module',
@@ -94,6 +95,15 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
             modprobe: { moduleName: MODULE },
             kernelMappings: [{ regexp: '^.+$', containerImage: image }],
             ...(build ? { build: { dockerfileConfigMap: { name: 'dockerfile' } } } : {}),
+            ...(sign
+              ? {
+                  sign: {
+                    keySecret: { name: 'signing-key' },
+                    certSecret: { name: 'signing-cert' },
+                    filesToSign: [`/opt/lib/modules/${kernel}/extra/${MODULE}.ko`],
+                  },
+                }
+              : {}),
           },
         },
       },
@@ -101,15 +111,21 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
 
   const getPreflight = async (): Promise<PreflightValidationOCP> =>
     JSON.parse(await cluster.kubectl(['get', 'pfvo', RESOURCE, '-o', 'json'])) as PreflightValidationOCP;
-  const entryWhen = (name: string, holds: (e: ModuleEntry) => boolean, timeoutMs = 120_000) =>
-    waitFor(
-      `the entry of ${name} to settle`,
-      async () => {
-        const found = (await getPreflight()).status?.modules?.find((m) => m.name === name);
-        return found !== undefined && holds(found) ? found : undefined;
-      },
-      timeoutMs,
-    );
+  const entryWhen = async (name: string, holds: (e: ModuleEntry) => boolean, timeoutMs = 120_000) => {
+    let last: ModuleEntry | undefined;
+    try {
+      return await waitFor(
+        `the entry of ${name} to settle`,
+        async () => {
+          last = (await getPreflight()).status?.modules?.find((m) => m.name === name);
+          return last !== undefined && holds(last) ? last : undefined;
+        },
+        timeoutMs,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`, { cause: err });
+    }
+  };
   const jobsOf = async (module: string): Promise<Job[]> =>
     (await store.listJobs(NS, { [JobLabel.managedBy]: 'kmm-preflight', [JobLabel.module]: module })).filter(
       (job) => job.metadata.deletionTimestamp === undefined,
@@ -139,7 +155,7 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     });
     const amd64 = fixture.architectures[0];
     if (amd64 === undefined) throw new Error('fixture has no architecture');
-    const kernel = amd64.driverToolkit.kernelVersion;
+    kernel = amd64.driverToolkit.kernelVersion;
     await pushLayout(fixture.driverToolkitLayoutReference, 'rbs-ocp/ocp-v4.0-art-dev:dtk', registry);
     await pushLayout(fixture.releaseLayoutReference, `rbs-ocp/ocp-release:${fixture.releaseTag}`, registry);
     releaseImage = `${registry.host}/rbs-ocp/ocp-release:${fixture.releaseTag}`;
@@ -155,12 +171,27 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
         data: { dockerfile: 'FROM ${DTK_AUTO}\nRUN make\n' },
       }),
     );
+    for (const [name, key] of [
+      ['signing-key', 'key'],
+      ['signing-cert', 'cert'],
+    ] as const) {
+      await cluster.kubectl(
+        ['apply', '-n', NS, '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name },
+          stringData: { [key]: 'not-a-real-one' },
+        }),
+      );
+    }
     const absent = (name: string): string => `${registry.host}/rbs-kmods/${name}:\${KERNEL_FULL_VERSION}`;
     for (const doc of [
       moduleDoc('present', `${registry.host}/rbs-kmods/good:\${KERNEL_FULL_VERSION}`, false),
       moduleDoc('build-ok', absent('built'), true),
       moduleDoc('build-fails', absent('broken'), true),
       moduleDoc('deleted', absent('deleted'), true),
+      moduleDoc('build-sign', absent('signed'), true, true),
     ]) {
       await cluster.kubectl(['apply', '-f', '-'], doc);
     }
@@ -237,6 +268,14 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     expect(await jobsOf('build-fails'), 'not rerun before the retry interval').to.have.length(1);
   });
 
+  it('build plus sign without pushBuiltImage: a clear failure at once, and no Job', async () => {
+    const refused = await entryWhen('build-sign', (e) => e.statusReason?.includes('pushBuiltImage') === true);
+    // Reported at Sign, the stage that cannot work; Build never starts.
+    expect(refused).to.include({ verificationStatus: 'False', verificationStage: 'Sign' });
+    expect(refused.statusReason).to.contain('set spec.pushBuiltImage: true');
+    expect(await jobsOf('build-sign')).to.have.length(0);
+  });
+
   it("a deleted Module's entry goes and its Job with it", async () => {
     await oneJobOf('deleted');
     await cluster.kubectl(['delete', 'module', '-n', NS, 'deleted', '--wait=false']);
@@ -245,6 +284,36 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     );
     await waitFor('its Job to go', async () => ((await jobsOf('deleted')).length === 0 ? true : undefined));
     expect(await jobsOf('build-fails'), "other Modules' Jobs stay").to.have.length(1);
+  });
+
+  it('pushBuiltImage set on the resource: a pushing Job replaces the old one; what it pushed verifies the module', async () => {
+    const before = await oneJobOf('build-ok');
+    await cluster.kubectl([
+      'patch',
+      'pfvo',
+      RESOURCE,
+      '--type=merge',
+      '-p',
+      '{"spec":{"pushBuiltImage":true}}',
+    ]);
+    const job = await waitFor('a pushing build Job for build-ok', async () => {
+      const jobs = await jobsOf('build-ok');
+      return jobs.length === 1 && jobs[0]?.metadata.uid !== before.metadata.uid ? jobs[0] : undefined;
+    });
+    const args = job.spec.template.spec.containers[0]?.args ?? [];
+    const destination = `${registry.host}/rbs-kmods/built:${kernel}`;
+    expect(args).to.include(`--destination=${destination}`);
+    expect(args).to.not.include('--no-push');
+    // Kaniko's part: the built image lands in the registry, the digest file is left empty.
+    await pushBuiltModuleImage(registry, 'rbs-kmods/built', kernel, { moduleName: MODULE, kernel });
+    await finishJobPod(client, store, KANIKO, NS, job.metadata.name, 'Succeeded', '');
+    // The next pass starts at the Image stage, which now finds the pushed image: that is the verdict.
+    const verified = await entryWhen(
+      'build-ok',
+      (e) => e.verificationStatus === 'True' && e.statusReason?.includes('not pushed') === false,
+    );
+    expect(verified.verificationStage).to.equal('Done');
+    expect(verified.statusReason).to.contain(`built for ${kernel}`);
   });
 
   it('the PreflightValidationOCP deleted: the garbage collector removes its Jobs', async () => {
