@@ -6,7 +6,9 @@ import { join, resolve } from 'node:path';
 import { buildReleaseFixture } from '../src/fixtures/release.ts';
 import { RegistryClient } from '../src/image/registry/client.ts';
 import { pushLayout, startRegistry } from '../test/support/registry.ts';
-import { privateCluster, pushModuleImage, startRunnerProcess, waitFor } from '../test/runner/e2e-support.ts';
+import { privateCluster, startRunnerProcess } from '../test/runner/e2e-support.ts';
+import { pushModuleImage } from '../test/support/module-images.ts';
+import { waitFor } from '../test/support/wait.ts';
 
 /**
  * Issue 5's benchmark: 1000 Modules in 10 namespaces over 50 images on the local registry, one

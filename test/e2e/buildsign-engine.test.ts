@@ -13,8 +13,9 @@ import type { StageOutcome } from '../../src/preflight/outcome.ts';
 import { createBuildSign, type BuildSignWiring } from '../../src/runner/jobs/wiring.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { waitFor } from '../runner/e2e-support.ts';
-import { finishJobPod, pushBuiltModuleImage } from '../buildsign/e2e-support.ts';
+import { waitFor } from '../support/wait.ts';
+import { finishJobPod } from '../buildsign/e2e-support.ts';
+import { pushModuleImage } from '../support/module-images.ts';
 
 /**
  * Module verdicts through the shared preflight engine with the real Image stage (a real registry) and the real
@@ -172,7 +173,7 @@ describe('e2e: Build and Sign verdicts through the preflight engine, a real regi
     const name = await jobName('built', 'build');
     expect(waiting.statusReason).to.contain(`build Job ${NS}/${name} running`);
     // Kaniko's part: the image it built lands in the registry; the kubelet's: the pod ends.
-    await pushBuiltModuleImage(registry, `bse-${run}/built`, KERNEL, { moduleName: MODULE, kernel: KERNEL });
+    await pushModuleImage(registry, `bse-${run}/built`, KERNEL, { moduleName: MODULE, kernel: KERNEL });
     await finish(name, 'Succeeded', '');
     const verified = await settled(module, true, 'Build');
     expect(verified).to.deep.include({ verificationStatus: 'True', verificationStage: 'Done' });
@@ -182,7 +183,7 @@ describe('e2e: Build and Sign verdicts through the preflight engine, a real regi
     const module = moduleWith('wrong', { build: true });
     await validate(module, true);
     const name = await jobName('wrong', 'build');
-    await pushBuiltModuleImage(registry, `bse-${run}/wrong`, KERNEL, {
+    await pushModuleImage(registry, `bse-${run}/wrong`, KERNEL, {
       moduleName: MODULE,
       kernel: KERNEL,
       builtFor: '5.14.0-284.25.1.el9_2.x86_64',
@@ -224,7 +225,7 @@ describe('e2e: Build and Sign verdicts through the preflight engine, a real regi
       await finish(await jobName(name, 'build'), 'Succeeded', '');
       const signing = await settled(module, true, 'Build');
       expect(signing).to.deep.include({ verificationStage: 'Sign', disposition: 'waiting' });
-      await pushBuiltModuleImage(registry, `bse-${run}/${name}`, KERNEL, {
+      await pushModuleImage(registry, `bse-${run}/${name}`, KERNEL, {
         moduleName: MODULE,
         kernel: KERNEL,
         ...(signed ? { signWith: key } : {}),

@@ -12,7 +12,7 @@ import { createKubeClient, loadKubeConfig, type KubeClient } from '../../src/pla
 import { JOB_LABEL_SELECTOR, owningResource } from '../../src/runner/jobs/job-watch.ts';
 import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
-import { waitFor } from '../runner/e2e-support.ts';
+import { waitFor } from '../support/wait.ts';
 import { finishJobPod } from '../buildsign/e2e-support.ts';
 
 /**

@@ -11,14 +11,10 @@ import { createKubeClient, loadKubeConfig, type KubeClient } from '../../src/pla
 import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
 import type { TestCluster } from '../support/cluster.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
-import { finishJobPod, pushBuiltModuleImage } from '../buildsign/e2e-support.ts';
-import {
-  privateCluster,
-  pushModuleImage,
-  startRunnerProcess,
-  waitFor,
-  type RunnerProcess,
-} from '../runner/e2e-support.ts';
+import { finishJobPod } from '../buildsign/e2e-support.ts';
+import { pushModuleImage } from '../support/module-images.ts';
+import { privateCluster, startRunnerProcess, type RunnerProcess } from '../runner/e2e-support.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The runner (`kmm-preflight runner`, its own process) running Build Jobs on the real API server and its
@@ -305,7 +301,7 @@ describe('e2e: runner runs Build Jobs (TLS registry trusted through --ca-file)',
     expect(args).to.include(`--destination=${destination}`);
     expect(args).to.not.include('--no-push');
     // Kaniko's part: the built image lands in the registry, the digest file is left empty.
-    await pushBuiltModuleImage(registry, 'rbs-kmods/built', kernel, { moduleName: MODULE, kernel });
+    await pushModuleImage(registry, 'rbs-kmods/built', kernel, { moduleName: MODULE, kernel });
     await finishJobPod(client, store, KANIKO, NS, job.metadata.name, 'Succeeded', '');
     // The next pass starts at the Image stage, which now finds the pushed image: that is the verdict.
     const verified = await entryWhen(

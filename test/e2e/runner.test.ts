@@ -7,13 +7,9 @@ import type { PreflightValidationOCP } from '../../src/api/preflight.ts';
 import { buildReleaseFixture, type ReleaseFixture } from '../../src/fixtures/release.ts';
 import { stopCluster, type TestCluster } from '../support/cluster.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
-import {
-  privateCluster,
-  pushModuleImage,
-  startRunnerProcess,
-  waitFor,
-  type RunnerProcess,
-} from '../runner/e2e-support.ts';
+import { privateCluster, startRunnerProcess, type RunnerProcess } from '../runner/e2e-support.ts';
+import { pushModuleImage } from '../support/module-images.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The runner as users run it (`kmm-preflight runner --kubeconfig ...`, its own process) against the real API

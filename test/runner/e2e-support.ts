@@ -1,50 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { buildKernelModule } from '../../src/fixtures/kmod.ts';
-import { buildLayer } from '../../src/image/oci-layout/tar-layer.ts';
-import { writeImage } from '../../src/image/oci-layout/writer.ts';
 import { ensureCluster, kubectl, type TestCluster } from '../support/cluster.ts';
-import { pushLayout, type TestRegistry } from '../support/registry.ts';
 
 /**
- * Helpers of the runner's e2e suite and benchmark: module images pushed to the local registry, and the runner
- * started as users start it, a separate `kmm-preflight runner` process whose JSON log lines are kept.
+ * Helpers of the runner's e2e suites and benchmark: the runner started as users start it, a separate
+ * `kmm-preflight runner` process whose JSON log lines are kept.
  */
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const node = join(repoRoot, 'node_modules/.bin/node');
-
-/** Pushes `<registry>/<repository>:<tag>` holding `<dirName>/lib/modules/<kernel>/extra/<moduleName>.ko`. */
-export async function pushModuleImage(
-  registry: TestRegistry,
-  repository: string,
-  tag: string,
-  content: { moduleName: string; kernel: string; builtFor?: string },
-): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'rn-kmod-'));
-  try {
-    const ko = await buildKernelModule({
-      name: content.moduleName,
-      kernel: content.builtFor ?? content.kernel,
-    });
-    const layer = await buildLayer([
-      { type: 'file', name: `opt/lib/modules/${content.kernel}/extra/${content.moduleName}.ko`, content: ko },
-      {
-        type: 'file',
-        name: `opt/lib/modules/${content.kernel}/modules.dep`,
-        content: `extra/${content.moduleName}.ko:\n`,
-      },
-    ]);
-    await writeImage(dir, { layers: [layer], tag: 'image' });
-    await pushLayout(`oci:${dir}:image`, `${repository}:${tag}`, registry);
-    return `${registry.host}/${repository}:${tag}`;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 /**
  * ensureCluster(), with the admin kubeconfig copied to `dir`: up.sh rewrites the shared file whenever any suite
@@ -129,28 +95,4 @@ export function startRunnerProcess(args: readonly string[], env: NodeJS.ProcessE
 
 function tail(lines: readonly LogLine[], other: readonly string[]): string {
   return [...lines.slice(-15).map((l) => JSON.stringify(l)), ...other.slice(-5)].join('\n');
-}
-
-/** Polls `probe` until it returns a value other than undefined; fails after `timeoutMs` with `what`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 90_000,
-  intervalMs = 500,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
