@@ -177,6 +177,19 @@ function checkKernelMappings(
           containerImageVariables(sampleKernel(literal), name, namespace),
         );
       }
+    } else if (
+      literal !== undefined &&
+      containerImage?.includes('$') === true &&
+      images.sampleKernelAccepts(containerImage)
+    ) {
+      // The mapping inherits the Module's image, which the runner substitutes with this literal kernel: a long
+      // literal can make a tag that the sample kernel did not (over 128 characters).
+      images.check(
+        `${CONTAINER}.containerImage`,
+        containerImage,
+        () => containerImageVariables(sampleKernel(literal), name, namespace),
+        `for ${path} (literal "${literal}")`,
+      );
     }
 
     const mappingBuild = record(mapping.build);
@@ -203,13 +216,17 @@ function checkKernelMappings(
         }
       }
       const unsignedImage = text(mappingSign?.unsignedImage) ?? text(containerSign?.unsignedImage);
+      const signVariables = (): Variables => kernelVariables(sampleKernel(literal));
       if (unsignedImage !== undefined) {
         const unsignedPath =
           text(mappingSign?.unsignedImage) !== undefined ? `${path}.sign` : `${CONTAINER}.sign`;
-        images.check(`${unsignedPath}.unsignedImage`, unsignedImage, () =>
-          kernelVariables(sampleKernel(literal)),
-        );
+        images.check(`${unsignedPath}.unsignedImage`, unsignedImage, signVariables);
       }
+      // Both levels' files are signed (KMM appends the mapping's to the Module's), each after substitution.
+      issues.push(
+        ...checkFilesToSign(containerSign, `${CONTAINER}.sign`, signVariables),
+        ...checkFilesToSign(mappingSign, `${path}.sign`, signVariables),
+      );
     }
     issues.push(...checkInTreeModules(mapping, path));
   }
@@ -247,26 +264,49 @@ class ImageChecks {
 
   /** An image with the Module's variables for SAMPLE_KERNEL. */
   withSampleKernel(path: string, template: string): void {
-    let problem = this.#sampleProblems.get(template);
-    if (problem === undefined && !this.#sampleProblems.has(template)) {
-      problem = imageProblem(
-        template,
-        () =>
-          (this.#sampleVariables ??= containerImageVariables(
-            sampleKernelVersion,
-            this.#name,
-            this.#namespace,
-          )),
-      );
-      this.#sampleProblems.set(template, problem);
-    }
+    const problem = this.#sampleProblem(template);
     if (problem !== undefined) this.#issues.push({ path, message: problem });
   }
 
-  check(path: string, template: string, variables: () => Variables): void {
-    const problem = imageProblem(template, variables);
-    if (problem !== undefined) this.#issues.push({ path, message: problem });
+  /** Whether the image is valid with the sample kernel (memoised like withSampleKernel; reports nothing). */
+  sampleKernelAccepts(template: string): boolean {
+    return this.#sampleProblem(template) === undefined;
   }
+
+  #sampleProblem(template: string): string | undefined {
+    if (this.#sampleProblems.has(template)) return this.#sampleProblems.get(template);
+    const problem = imageProblem(
+      template,
+      () =>
+        (this.#sampleVariables ??= containerImageVariables(sampleKernelVersion, this.#name, this.#namespace)),
+    );
+    this.#sampleProblems.set(template, problem);
+    return problem;
+  }
+
+  /** An image with the given variables; `context` says which kernel they came from when the path does not. */
+  check(path: string, template: string, variables: () => Variables, context?: string): void {
+    const problem = imageProblem(template, variables);
+    if (problem !== undefined) {
+      this.#issues.push({ path, message: context === undefined ? problem : `${context}: ${problem}` });
+    }
+  }
+}
+
+/** Each sign.filesToSign entry must substitute with the kernel variables (the runner fails it otherwise). */
+function checkFilesToSign(
+  section: Fields | undefined,
+  path: string,
+  variables: () => Variables,
+): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  for (const [index, file] of list(section?.filesToSign).entries()) {
+    if (typeof file !== 'string' || !file.includes('$')) continue;
+    const substituted = substitute(file, variables());
+    if (!substituted.ok)
+      issues.push({ path: `${path}.filesToSign[${index}]`, message: substituted.error.message });
+  }
+  return issues;
 }
 
 /**

@@ -263,6 +263,27 @@ describe('kernel/resolve: resolveModuleForKernel', () => {
     });
   });
 
+  it("the mapping's sign keySecret and unsignedImage override the Module's", () => {
+    const data = resolved(
+      moduleWith({
+        containerImage: 'q.io/m:1',
+        sign: {
+          keySecret: { name: 'key' },
+          certSecret: { name: 'cert' },
+          unsignedImage: 'q.io/module-level:${KERNEL_X}',
+        },
+        kernelMappings: [
+          { regexp: '.', sign: { keySecret: { name: 'key-el9' }, unsignedImage: 'q.io/mapping-level:1' } },
+        ],
+      }),
+    );
+    expect(data.sign).to.deep.equal({
+      keySecret: { name: 'key-el9' },
+      certSecret: { name: 'cert' },
+      unsignedImage: 'q.io/mapping-level:1',
+    });
+  });
+
   it('does not alias the Module: changing the result leaves the Module intact', () => {
     const module = moduleWith({
       containerImage: 'q.io/m:1',

@@ -208,6 +208,42 @@ describe('kernel/validate: validateModule', () => {
     ).to.deep.equal([]);
   });
 
+  it('a sign section without keySecret names the missing key Secret', () => {
+    const issues = validateModule(
+      moduleData({ kernelMappings: [{ regexp: '.', sign: { certSecret: { name: 'c' } } }] }),
+    );
+    expect(issues).to.have.length(1);
+    expect(issues[0]?.path).to.equal(`${C}.kernelMappings[0].sign.keySecret`);
+    expect(issues[0]?.message).to.contain('private key under "key"');
+  });
+
+  it('filesToSign entries at both levels must substitute with the kernel variables', () => {
+    const issues = validateModule(
+      moduleData({
+        sign: {
+          keySecret: { name: 'k' },
+          certSecret: { name: 'c' },
+          filesToSign: ['/opt/lib/modules/${KERNEL_FULL_VERSION}/a.ko', '/opt/${KERNEL_X'],
+        },
+        kernelMappings: [{ regexp: '.', sign: { filesToSign: ['/opt/lib/modules/${KERNEL_Y/b.ko'] } }],
+      }),
+    );
+    expect(paths(issues)).to.deep.equal([
+      `${C}.sign.filesToSign[1]`,
+      `${C}.kernelMappings[0].sign.filesToSign[0]`,
+    ]);
+    expect(issues[0]?.message).to.contain('closing brace expected');
+  });
+
+  it("checks the Module's image with each literal mapping that inherits it", () => {
+    // Valid with the sample kernel, but this literal kernel makes a 141-character tag (the limit is 128).
+    const literal = `5.14.0-${'1'.repeat(120)}.el9_4.x86_64`;
+    const issues = validateModule(moduleData({ kernelMappings: [{ regexp: '^6' }, { literal }] }));
+    expect(paths(issues)).to.deep.equal([`${C}.containerImage`]);
+    expect(issues[0]?.message).to.contain(`for ${C}.kernelMappings[1] (literal "${literal}")`);
+    expect(issues[0]?.message).to.contain('tag');
+  });
+
   it('inTreeModuleToRemove and inTreeModulesToRemove are mutually exclusive', () => {
     expect(
       paths(
