@@ -30,10 +30,9 @@ export class CertificateLoadError extends Error {
 
 /** Reads and checks a PEM certificate (chain allowed) and its private key. */
 export async function loadCertificate(certFile: string, keyFile: string): Promise<LoadedCertificate> {
-  const [cert, key] = await Promise.all([
-    readOrThrow(certFile, 'certificate'),
-    readOrThrow(keyFile, 'private key'),
-  ]);
+  // One after the other: when both are unreadable, the error always names the certificate first.
+  const cert = await readOrThrow(certFile, 'certificate');
+  const key = await readOrThrow(keyFile, 'private key');
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { runCli } from '../support/cli.ts';
+import { makeCertificates } from './harness.ts';
 
 // `kmm-preflight webhook` refuses bad input before it serves anything: exit 2 and a message naming what to fix.
 // (The running command is exercised as a separate process by test/e2e/webhook.test.ts.)
@@ -60,20 +61,27 @@ describe('kmm-preflight webhook: usage errors', function () {
     }
   });
 
-  it('names an unreadable certificate file', async () => {
-    const run = await runCli([
-      ...base(),
-      '--tls-cert-file',
-      join(dir, 'missing.crt'),
-      '--port',
-      '0',
-      '--health-port',
-      '0',
-      '--bind-address',
-      '127.0.0.1',
-    ]);
+  const serveArgs = ['--port', '0', '--health-port', '0', '--bind-address', '127.0.0.1'];
+
+  it('names the certificate file first when neither file can be read', async () => {
+    const certFile = join(dir, 'missing.crt');
+    const run = await runCli([...base(), '--tls-cert-file', certFile, ...serveArgs]);
     expect(run.code).to.equal(2);
-    expect(run.stderr).to.contain(`cannot read the certificate file ${join(dir, 'missing.crt')}`);
+    expect(run.stderr).to.equal(
+      `kmm-preflight: cannot read the certificate file ${certFile}: ` +
+        `ENOENT: no such file or directory, open '${certFile}'\n`,
+    );
+  });
+
+  it('names the key file when only the key cannot be read', async () => {
+    const { certFile } = await makeCertificates(join(dir, 'certs'));
+    const keyFile = join(dir, 'tls.key');
+    const run = await runCli([...base(), '--tls-cert-file', certFile, ...serveArgs]);
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.equal(
+      `kmm-preflight: cannot read the private key file ${keyFile}: ` +
+        `ENOENT: no such file or directory, open '${keyFile}'\n`,
+    );
   });
 
   it('names a kubeconfig it cannot load', async () => {
