@@ -7,11 +7,18 @@ import {
   type AdmissionReviewRequest,
   type AdmissionVerdict,
 } from './admission-review.ts';
-import type { ReviewOutcome, WebhookMetrics } from './metrics.ts';
+import {
+  badRequestLabels,
+  reviewLabels,
+  type ReviewLabels,
+  type ReviewOutcome,
+  type WebhookMetrics,
+} from './metrics.ts';
 
 /**
- * The path a ValidatingWebhookConfiguration points at. `/validate/<anything>` is the same endpoint (the manifests use
- * `/validate/module` and `/validate/preflightvalidationocp` for readable logs); rules follow `request.resource`.
+ * The paths a ValidatingWebhookConfiguration points at: `/validate`, or `/validate/<anything>` for the same endpoint.
+ * The shipped manifests use `/validate/preflightvalidationocp` and `/validate/module`, so the API server's webhook
+ * metrics and any proxy's access log tell the two apart; the rules follow `request.resource`, never the path.
  */
 export const VALIDATE_PATH = '/validate';
 const VALIDATE_PATHS = [VALIDATE_PATH, `${VALIDATE_PATH}/:resource`];
@@ -49,7 +56,7 @@ export function createAdmissionApp(options: AdmissionAppOptions): express.Expres
     const started = process.hrtime.bigint();
     metrics.requestStarted();
     res.once('close', () => {
-      const labels = (res.locals as { review?: ReviewLabelsLocal }).review ?? badRequestLabels;
+      const labels = (res.locals as { review?: ReviewLabels }).review ?? badRequestLabels;
       metrics.requestFinished(labels, Number(process.hrtime.bigint() - started) / 1e9);
     });
     next();
@@ -61,12 +68,7 @@ export function createAdmissionApp(options: AdmissionAppOptions): express.Expres
     (req: Request, res: Response) => {
       const review = parseAdmissionReview(req.body);
       const { verdict, outcome } = decider.decide(review);
-      const request = review.request;
-      (res.locals as { review?: ReviewLabelsLocal }).review = {
-        resource: request.resource.resource,
-        operation: request.operation,
-        verdict: outcome,
-      };
+      (res.locals as { review?: ReviewLabels }).review = reviewLabels(review.request, outcome);
       res.status(200).json(toAdmissionReviewResponse(review, verdict));
     },
   );
@@ -90,18 +92,6 @@ export function createAdmissionApp(options: AdmissionAppOptions): express.Expres
   });
   return app;
 }
-
-interface ReviewLabelsLocal {
-  readonly resource: string;
-  readonly operation: string;
-  readonly verdict: ReviewOutcome;
-}
-
-const badRequestLabels: ReviewLabelsLocal = {
-  resource: 'unknown',
-  operation: 'unknown',
-  verdict: 'bad_request',
-};
 
 /** Maps body-parser's and our own errors to a status and a message that quotes nothing from the body. */
 function describeRequestError(err: unknown): { status: number; message: string } {

@@ -1,14 +1,51 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { KMM_GROUP } from '../src/api/meta.ts';
+import { MODULE_PLURAL } from '../src/api/module.ts';
+import { PREFLIGHT_PLURAL } from '../src/api/preflight.ts';
+import { AdmissionOperations, type AdmissionRequest } from './admission-review.ts';
 
-/** How a review ended, as a low-cardinality metric label. */
-export type ReviewOutcome = 'allowed' | 'allowed_with_warnings' | 'denied' | 'error' | 'bad_request';
+// Every label takes its value from a fixed set: a request body decides which member, never the text of a label,
+// so hostile or fuzzed reviews cannot grow the number of series.
+
+export const ReviewOutcomes = ['allowed', 'allowed_with_warnings', 'denied', 'error', 'bad_request'] as const;
+/** How a review ended. */
+export type ReviewOutcome = (typeof ReviewOutcomes)[number];
+
+export const ResourceLabelValues = [MODULE_PLURAL, PREFLIGHT_PLURAL, 'other'] as const;
+/** Our two resources (group kmm.sigs.x-k8s.io); anything else, and bodies that were not reviews, are `other`. */
+export type ResourceLabel = (typeof ResourceLabelValues)[number];
+
+export const OperationLabelValues = [...AdmissionOperations, 'other'] as const;
+/** The review's operation; `other` for bodies that were not reviews. */
+export type OperationLabel = (typeof OperationLabelValues)[number];
 
 export interface ReviewLabels {
-  /** Resource plural (`modules`, `preflightvalidationsocp`), or `unknown` when the body was not a review. */
-  readonly resource: string;
-  readonly operation: string;
+  readonly resource: ResourceLabel;
+  readonly operation: OperationLabel;
   readonly verdict: ReviewOutcome;
 }
+
+/** The labels of an answered review. */
+export function reviewLabels(request: AdmissionRequest, verdict: ReviewOutcome): ReviewLabels {
+  const { group, resource } = request.resource;
+  return {
+    resource:
+      group === KMM_GROUP && (resource === MODULE_PLURAL || resource === PREFLIGHT_PLURAL)
+        ? resource
+        : 'other',
+    operation: (AdmissionOperations as readonly string[]).includes(request.operation)
+      ? request.operation
+      : 'other',
+    verdict,
+  };
+}
+
+/** The labels of a body answered 4xx before it was a review. */
+export const badRequestLabels: ReviewLabels = {
+  resource: 'other',
+  operation: 'other',
+  verdict: 'bad_request',
+};
 
 /** The webhook's Prometheus metrics, registered on a registry passed in (never the global one). */
 export class WebhookMetrics {

@@ -175,10 +175,12 @@ describe('manifests: design', function () {
       expect(container.args).to.include(`--port=${https.containerPort}`);
       for (const webhook of one(documents, 'ValidatingWebhookConfiguration', 'kmm-preflight').webhooks ??
         []) {
+        const resource = webhook.rules?.[0]?.resources?.[0] ?? '';
         expect(webhook.clientConfig.service).to.deep.equal({
           namespace: NAMESPACE,
           name: 'webhook',
-          path: '/validate',
+          // One path per resource (webhook/app.ts serves /validate/<anything>), so their metrics differ.
+          path: resource === 'modules' ? '/validate/module' : '/validate/preflightvalidationocp',
           port: servicePort.port,
         });
       }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { fixture, startTestWebhook, type ReviewBody, type TestWebhook } from './harness.ts';
 import { KERNEL_427, module, preflight } from './objects.ts';
+import { OperationLabelValues, ResourceLabelValues, ReviewOutcomes } from '../../webhook/metrics.ts';
 
 // Thousands of mutated and random bodies: every one must get 200, 400 or 413 (never a 5xx, a hang or a crash),
 // and every 200 must echo the uid of a request that had one. Seeded, so a failure can be replayed.
@@ -193,5 +194,16 @@ describe('webhook fuzz: mutated and random bodies', function () {
     expect(statuses.get(413)).to.be.at.least(1);
     const healthy = await webhook.post(await fixture('module-update.json'));
     expect(healthy.status).to.equal(200);
+    // The rules decided every review (none threw into the failure mode), and no fuzzed resource or operation name
+    // became a label value: every series uses the fixed label sets.
+    const series = (await webhook.registry.getSingleMetric('kmm_preflight_webhook_requests_total')?.get())
+      ?.values;
+    expect(series, 'the request counter').to.not.equal(undefined);
+    expect(series!.filter((s) => s.labels['verdict'] === 'error').map((s) => s.labels)).to.deep.equal([]);
+    for (const { labels } of series!) {
+      expect(ResourceLabelValues).to.include(labels['resource']);
+      expect(OperationLabelValues).to.include(labels['operation']);
+      expect(ReviewOutcomes).to.include(labels['verdict']);
+    }
   });
 });

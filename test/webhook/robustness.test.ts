@@ -1,6 +1,6 @@
 import { connect } from 'node:tls';
 import { expect } from 'chai';
-import { fixture, startTestWebhook, type TestWebhook } from './harness.ts';
+import { fixture, startTestWebhook, type ReviewBody, type TestWebhook } from './harness.ts';
 import { KERNEL_427, preflight } from './objects.ts';
 
 describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', function () {
@@ -138,13 +138,34 @@ describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', functio
       /kmm_preflight_webhook_requests_total\{resource="modules",operation="UPDATE",verdict="denied"\} [1-9]/,
     );
     expect(text).to.match(
-      /kmm_preflight_webhook_requests_total\{resource="unknown",operation="unknown",verdict="bad_request"\} [1-9]/,
+      /kmm_preflight_webhook_requests_total\{resource="other",operation="other",verdict="bad_request"\} [1-9]/,
     );
     expect(text).to.match(
       /kmm_preflight_webhook_request_duration_seconds_bucket\{le="0.005",resource="modules",operation="UPDATE",verdict="denied"\} [1-9]/,
     );
     const notAfter = /kmm_preflight_webhook_certificate_not_after_seconds (\d+)/.exec(text);
     expect(Number(notAfter?.[1])).to.equal(webhook.server.certificate.notAfter.getTime() / 1000);
+  });
+
+  it('labels a review of a resource it does not know as `other`, never with the name it was sent', async () => {
+    const hostile = `widgets-${'x'.repeat(200)}-${Date.now()}`;
+    const seed = await fixture('module-update.json');
+    const reviewOf = (resource: Record<string, string>): ReviewBody => ({
+      ...seed,
+      request: { ...seed.request, resource },
+    });
+    const hostileReview = reviewOf({ group: 'example.com', version: 'v1', resource: hostile });
+    const lookalike = reviewOf({ group: 'evil.example.com', version: 'v1', resource: 'modules' });
+    for (const review of [hostileReview, lookalike]) {
+      const { status, body: answer } = await webhook.post(review);
+      expect(status).to.equal(200);
+      expect(answer.response.allowed).to.equal(true);
+    }
+    const text = await webhook.registry.metrics();
+    expect(text).to.not.contain(hostile);
+    expect(text).to.match(
+      /kmm_preflight_webhook_requests_total\{resource="other",operation="UPDATE",verdict="allowed"\} [2-9]/,
+    );
   });
 
   it('refuses TLS 1.1 and accepts TLS 1.2', async () => {
