@@ -91,7 +91,7 @@ export async function runCheck(deps: CheckDeps, request: CheckRequest): Promise<
     });
   }
   const decision = computeStatus(
-    { generation: RESOURCE_GENERATION, kernel },
+    { generation: RESOURCE_GENERATION, kernel, mode: 'once' },
     entries.map((e) => e.identity),
     undefined,
     results,

@@ -56,7 +56,7 @@ export async function validateModule<D extends ModuleForKernel>(
     if (error.code === 'NO_MAPPING') return StageOutcomes.finalFailure(noMappingReason(request.kernel));
     return error.definite
       ? StageOutcomes.finalFailure(error.message)
-      : StageOutcomes.requeued(retrying(error.message));
+      : StageOutcomes.requeued(error.message, 'Image');
   }
   const ctx: StageContext<D> = {
     module: request.module,
@@ -72,14 +72,15 @@ export async function validateModule<D extends ModuleForKernel>(
 
   const image = await checkImage(deps.image, ctx);
   if (image.verified) return StageOutcomes.verified(image.reason, imageOf(image));
-  if (!image.definite) return StageOutcomes.requeued(retrying(image.reason));
+  if (!image.definite) return StageOutcomes.requeued(image.reason, 'Image');
 
   if (!deps.buildSign.applies(ctx.data)) return StageOutcomes.failedAt('Image', image.reason, imageOf(image));
   let progress: BuildSignProgress;
   try {
     progress = await deps.buildSign.advance(ctx);
   } catch (err) {
-    return StageOutcomes.requeued(retrying(`${image.reason}; build/sign: ${errorMessage(err)}`));
+    const stage = ctx.data.build !== undefined && ctx.data.build !== null ? 'Build' : 'Sign';
+    return StageOutcomes.requeued(`${image.reason}; build/sign: ${errorMessage(err)}`, stage);
   }
   const stage = progress.stage;
   const reason = `${image.reason}; ${stage.toLowerCase()}: ${progress.reason}`;
@@ -110,7 +111,7 @@ async function checkProduced<D extends ModuleForKernel>(
   if (pushed.verified) return StageOutcomes.verified(combined, imageOf(pushed));
   return pushed.definite
     ? StageOutcomes.failedAt(stage, combined, imageOf(pushed))
-    : StageOutcomes.requeued(retrying(combined));
+    : StageOutcomes.requeued(combined, stage);
 }
 
 async function checkImage<D extends ModuleForKernel>(
@@ -134,10 +135,6 @@ function imageOf(check: ImageCheck): { image: string; imageDigest?: string } {
   return check.digest === undefined
     ? { image: check.image }
     : { image: check.image, imageDigest: check.digest };
-}
-
-function retrying(reason: string): string {
-  return `${reason} (will retry)`;
 }
 
 function errorMessage(err: unknown): string {

@@ -7,7 +7,8 @@ import type { VerificationStage, VerificationStatus } from '../api/preflight.ts'
  *   mapping, an invalid Module);
  * - `retry`: a definite failure of something outside the Module (the image is absent, the module is not in it): it
  *   is validated again on the retry interval, the seed's "next loop";
- * - `backoff`: a transient error (registry unreachable, timeout): retried with backoff, reported as `Requeued`;
+ * - `backoff`: a transient error (registry unreachable, timeout): the runner retries it with backoff and reports it
+ *   as `Requeued`; a run that validates once reports it as a failure at the stage it interrupted (computeStatus);
  * - `waiting`: an asynchronous stage (a build or sign Job) is running and is observed again when it changes.
  */
 export type Disposition = 'final' | 'retry' | 'backoff' | 'waiting';
@@ -24,7 +25,11 @@ export interface StageOutcome {
   readonly image?: string;
   /** Digest of that image, when it resolved. */
   readonly imageDigest?: string;
+  /** For `backoff`: the stage the transient error interrupted. */
+  readonly interruptedStage?: InterruptibleStage;
 }
+
+export type InterruptibleStage = 'Image' | 'Build' | 'Sign';
 
 function outcome(
   verificationStatus: VerificationStatus,
@@ -58,8 +63,14 @@ export const StageOutcomes = {
   /** A definite failure at `stage` that only an edit can change (a Secret the build needs is missing). */
   refusedAt: (stage: 'Build' | 'Sign', reason: string): StageOutcome =>
     outcome('False', stage, reason, 'final'),
-  /** A transient error: retried with backoff. */
-  requeued: (reason: string): StageOutcome => outcome('False', 'Requeued', reason, 'backoff'),
+  /**
+   * A transient error at `stage`: retried with backoff. The reason says what failed, never that it will be retried:
+   * whether anyone retries is the caller's to say (computeStatus's ValidationMode).
+   */
+  requeued: (reason: string, stage: InterruptibleStage): StageOutcome => ({
+    ...outcome('False', 'Requeued', reason, 'backoff'),
+    interruptedStage: stage,
+  }),
   /** An asynchronous stage is under way. */
   waiting: (stage: 'Build' | 'Sign', reason: string): StageOutcome =>
     outcome('False', stage, reason, 'waiting'),

@@ -54,14 +54,26 @@ export type KernelState =
       readonly targetKernel: string;
       readonly kernelVersion: string;
       readonly rtKernelVersion?: string;
+      /** Set when the kernel was given instead of resolved from a release: how, e.g. `--kernel on the command line`. */
+      readonly givenBy?: string;
       readonly dtkImage?: string;
       readonly releaseVersion?: string;
       readonly releaseDigest?: string;
     };
 
+/**
+ * Whether anything will ask again, which changes what an unanswered question means. The runner validates
+ * `continuously`: it retries the release and transient module errors with backoff and failed modules on its
+ * interval, so a module waits for the kernel, and a transient error is `Requeued` "(will retry)". The offline check
+ * validates `once`: what it could not answer is its final answer, so each entry carries the kernel's resolution
+ * failure or the transient error as a failure (at the stage it interrupted) and counts as failed.
+ */
+export type ValidationMode = 'continuous' | 'once';
+
 export interface ResourceView {
   readonly generation: number;
   readonly kernel: KernelState;
+  readonly mode: ValidationMode;
 }
 
 export interface StatusDecision {
@@ -79,6 +91,11 @@ export interface StatusTransitions {
   readonly kernelResolved: boolean;
   /** `Complete` became True. */
   readonly completed: boolean;
+}
+
+/** The reason of every entry when a run that validates once could not resolve the release. */
+export function kernelNotResolvedReason(message: string): string {
+  return `the target kernel could not be resolved: ${message}`;
 }
 
 export const QueuedReasons = {
@@ -124,7 +141,7 @@ export function computeStatus(
     .map((module) => {
       const key = moduleKey(module);
       const before = previousEntries.get(key);
-      const next = nextEntry(module, before, latestResult.get(key), resetAll, resolvedKernel !== undefined);
+      const next = nextEntry(module, before, latestResult.get(key), resetAll, resource);
       const entry = withTransitionTime(next, before, nowText);
       if (entry.verificationStatus === 'True' && !isVerified(before)) verified.push(key);
       if (isFailed(entry) && (!isFailed(before) || before?.statusReason !== entry.statusReason)) {
@@ -140,7 +157,7 @@ export function computeStatus(
     condition(previous, kernelCondition(kernel), resource.generation, nowText),
     condition(
       previous,
-      completeCondition(kernel, total, verifiedCount, failedCount),
+      completeCondition(resource, total, verifiedCount, failedCount),
       resource.generation,
       nowText,
     ),
@@ -185,20 +202,39 @@ function nextEntry(
   before: ModuleVerificationStatus | undefined,
   result: ModuleResult | undefined,
   resetAll: boolean,
-  kernelResolved: boolean,
+  resource: ResourceView,
 ): EntryWithoutTime {
   const identity = { namespace: module.namespace, name: module.name };
+  const { kernel, mode } = resource;
   if (result !== undefined && result.moduleGeneration === module.generation) {
     const { outcome } = result;
+    if (outcome.disposition === 'backoff') {
+      return mode === 'once'
+        ? {
+            ...identity,
+            ...verdictOf(outcome),
+            verificationStage: outcome.interruptedStage ?? 'Image',
+            observedGeneration: module.generation,
+          }
+        : { ...identity, ...verdictOf(outcome), statusReason: `${outcome.statusReason} (will retry)` };
+    }
     const holdsVerdict = outcome.disposition === 'final' || outcome.disposition === 'retry';
     return {
       ...identity,
-      verificationStatus: outcome.verificationStatus,
-      statusReason: outcome.statusReason,
-      verificationStage: outcome.verificationStage,
-      ...(holdsVerdict ? { observedGeneration: module.generation } : {}),
+      ...verdictOf(outcome),
+      ...(holdsVerdict || mode === 'once' ? { observedGeneration: module.generation } : {}),
     };
   }
+  if (kernel.state === 'failed' && mode === 'once') {
+    return {
+      ...identity,
+      verificationStatus: 'False',
+      statusReason: kernelNotResolvedReason(kernel.message),
+      verificationStage: 'Done',
+      observedGeneration: module.generation,
+    };
+  }
+  const kernelResolved = kernel.state === 'resolved';
   const queued = (statusReason: string): EntryWithoutTime => ({
     ...identity,
     verificationStatus: 'False',
@@ -214,6 +250,16 @@ function nextEntry(
   }
   const { lastTransitionTime: _unused, ...kept } = before;
   return kept;
+}
+
+function verdictOf(
+  outcome: StageOutcome,
+): Pick<EntryWithoutTime, 'verificationStatus' | 'statusReason' | 'verificationStage'> {
+  return {
+    verificationStatus: outcome.verificationStatus,
+    statusReason: outcome.statusReason,
+    verificationStage: outcome.verificationStage,
+  };
 }
 
 /** `lastTransitionTime` moves only when the status or the stage changes. */
@@ -268,6 +314,14 @@ function kernelCondition(kernel: KernelState): ConditionCore {
         message: kernel.retrying ? `${kernel.message} (retrying with backoff)` : kernel.message,
       };
     case 'resolved': {
+      if (kernel.givenBy !== undefined) {
+        return {
+          type,
+          status: 'True',
+          reason: 'Given',
+          message: `kernel ${kernel.targetKernel} given with ${kernel.givenBy}`,
+        };
+      }
       const release =
         kernel.releaseVersion === undefined ? 'the release' : `release ${kernel.releaseVersion}`;
       return {
@@ -281,18 +335,19 @@ function kernelCondition(kernel: KernelState): ConditionCore {
 }
 
 function completeCondition(
-  kernel: KernelState,
+  resource: ResourceView,
   total: number,
   verified: number,
   failed: number,
 ): ConditionCore {
   const type = PreflightConditionType.Complete;
-  if (kernel.state !== 'resolved') {
+  const once = resource.mode === 'once';
+  if (resource.kernel.state !== 'resolved') {
     return {
       type,
       status: 'False',
       reason: 'KernelNotResolved',
-      message: 'the target kernel is not known yet',
+      message: once ? 'the target kernel could not be resolved' : 'the target kernel is not known yet',
     };
   }
   if (total === 0)
@@ -313,7 +368,9 @@ function completeCondition(
     type,
     status: 'False',
     reason: 'ModulesFailed',
-    message: `${failed} of ${total} Modules failed validation; they are validated again when they change`,
+    message: once
+      ? `${failed} of ${total} Modules failed validation`
+      : `${failed} of ${total} Modules failed validation; they are validated again when they change`,
   };
 }
 

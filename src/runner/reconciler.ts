@@ -178,7 +178,7 @@ export class Reconciler {
     for (let attempt = 0; ; attempt += 1) {
       const results = state.results.slice();
       const decision = computeStatus(
-        { generation, kernel },
+        { generation, kernel, mode: 'continuous' },
         identities,
         resource.status,
         results,
@@ -423,7 +423,7 @@ export class Reconciler {
         });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        outcome = StageOutcomes.requeued(`validation failed: ${message} (will retry)`);
+        outcome = StageOutcomes.requeued(`validation failed: ${message}`, 'Image');
       } finally {
         metrics.validationsInFlight.dec();
       }

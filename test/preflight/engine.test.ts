@@ -123,7 +123,7 @@ describe('preflight engine: validateModule stage table', () => {
     });
   });
 
-  it('a transient resolution error is Requeued with backoff', async () => {
+  it('a transient resolution error is Requeued with backoff, interrupting Image', async () => {
     const { deps: d } = deps({
       resolution: { ok: false, error: { code: 'X', message: 'later', definite: false } },
     });
@@ -133,8 +133,10 @@ describe('preflight engine: validateModule stage table', () => {
       verificationStage: 'Requeued',
       disposition: 'backoff',
       definite: false,
+      interruptedStage: 'Image',
     });
-    expect(out.statusReason).to.equal('later (will retry)');
+    // Whether it is retried is the status computation's to say (ValidationMode), not the engine's.
+    expect(out.statusReason).to.equal('later');
   });
 
   it('image verified: True, Done, final; Build and Sign do not run even when their sections apply', async () => {
@@ -156,7 +158,7 @@ describe('preflight engine: validateModule stage table', () => {
     const { deps: d, calls } = deps({ image: unreachable, data: { build: {} } });
     const out = await validateModule(d, request);
     expect(out).to.include({ verificationStage: 'Requeued', disposition: 'backoff' });
-    expect(out.statusReason).to.equal('registry unreachable (will retry)');
+    expect(out.statusReason).to.equal('registry unreachable');
     expect(calls.buildSign).to.equal(0);
   });
 

@@ -8,6 +8,7 @@ import {
   type ModuleIdentity,
   type ModuleResult,
   type ResourceView,
+  type ValidationMode,
 } from '../../src/preflight/status.ts';
 
 const K = '5.14.0-284.el9.x86_64';
@@ -23,7 +24,11 @@ const t0 = new Date('2026-01-01T00:00:00Z');
 const t1 = new Date('2026-01-01T00:01:00Z');
 const t2 = new Date('2026-01-01T00:02:00Z');
 
-const resource = (generation = 1, kernel: KernelState = resolved): ResourceView => ({ generation, kernel });
+const resource = (
+  generation = 1,
+  kernel: KernelState = resolved,
+  mode: ValidationMode = 'continuous',
+): ResourceView => ({ generation, kernel, mode });
 const mod = (namespace: string, name: string, generation = 1): ModuleIdentity => ({
   namespace,
   name,
@@ -130,7 +135,7 @@ describe('preflight status: computeStatus', () => {
       [a, b],
       s0,
       [
-        result(a, StageOutcomes.requeued('unreachable (will retry)')),
+        result(a, StageOutcomes.requeued('unreachable', 'Image')),
         result(b, StageOutcomes.waiting('Build', 'Job')),
       ],
       t1,
@@ -138,6 +143,7 @@ describe('preflight status: computeStatus', () => {
     expect(entry(d.status, 'ns1', 'drv')).to.not.have.property('observedGeneration');
     expect(entry(d.status, 'ns1', 'drv')).to.include({
       verificationStage: 'Requeued',
+      statusReason: 'unreachable (will retry)',
       lastTransitionTime: t1.toISOString(),
     });
     expect(entry(d.status, 'ns2', 'drv')).to.include({ verificationStage: 'Build' });
@@ -357,6 +363,67 @@ describe('preflight status: computeStatus', () => {
     });
   });
 
+  it('validated once (offline): an unresolved kernel is the final failure of every entry, counted, with its reason', () => {
+    const failed: KernelState = {
+      state: 'failed',
+      reason: 'NoRTKernel',
+      message: 'release 4.19.0 ships no real-time kernel',
+      retrying: false,
+    };
+    const d = computeStatus(resource(1, failed, 'once'), [a, b], undefined, [], t0);
+    for (const [namespace, name] of [
+      ['ns1', 'drv'],
+      ['ns2', 'drv'],
+    ] as const) {
+      expect(entry(d.status, namespace, name)).to.include({
+        verificationStatus: 'False',
+        verificationStage: 'Done',
+        statusReason: 'the target kernel could not be resolved: release 4.19.0 ships no real-time kernel',
+        observedGeneration: 1,
+      });
+    }
+    expect(d.status).to.include({ total: 2, verified: 0, failed: 2 });
+    expect(d.status.conditions?.find((c) => c.type === 'Complete')).to.include({
+      reason: 'KernelNotResolved',
+      message: 'the target kernel could not be resolved',
+    });
+  });
+
+  it('validated once (offline): a transient error is a failure at the stage it interrupted, with no retry promised', () => {
+    const d = computeStatus(
+      resource(1, resolved, 'once'),
+      [a, b],
+      undefined,
+      [
+        result(a, StageOutcomes.requeued('127.0.0.1:1 unreachable after 4 tries (ECONNREFUSED)', 'Image')),
+        result(b, StageOutcomes.requeued('cluster unreachable', 'Sign')),
+      ],
+      t0,
+    );
+    expect(entry(d.status, 'ns1', 'drv')).to.include({
+      verificationStatus: 'False',
+      verificationStage: 'Image',
+      statusReason: '127.0.0.1:1 unreachable after 4 tries (ECONNREFUSED)',
+      observedGeneration: 1,
+    });
+    expect(entry(d.status, 'ns2', 'drv')).to.include({ verificationStage: 'Sign' });
+    expect(d.status).to.include({ failed: 2, verified: 0 });
+    expect(d.status.conditions?.find((c) => c.type === 'Complete')).to.include({
+      reason: 'ModulesFailed',
+      message: '2 of 2 Modules failed validation',
+    });
+  });
+
+  it('a kernel given instead of resolved says so in KernelResolved', () => {
+    const given: KernelState = { state: 'resolved', targetKernel: K, kernelVersion: K, givenBy: '--kernel' };
+    const d = computeStatus(resource(1, given, 'once'), [], undefined, [], t0);
+    expect(d.status.conditions?.find((c) => c.type === 'KernelResolved')).to.include({
+      status: 'True',
+      reason: 'Given',
+      message: `kernel ${K} given with --kernel`,
+    });
+  });
+
   it('no Modules at all: Complete True, NoModules', () => {
     const d = computeStatus(resource(), [], undefined, [], t0);
     expect(d.status).to.include({ total: 0, progress: '0/0' });
@@ -385,7 +452,7 @@ describe('preflight status: computeStatus', () => {
       resource(),
       [a],
       undefined,
-      [result(a, StageOutcomes.requeued('x')), result(a, StageOutcomes.verified('ok'))],
+      [result(a, StageOutcomes.requeued('x', 'Image')), result(a, StageOutcomes.verified('ok'))],
       t0,
     );
     expect(entry(d.status, 'ns1', 'drv').verificationStatus).to.equal('True');

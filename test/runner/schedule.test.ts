@@ -52,11 +52,11 @@ describe('runner: schedule', () => {
     expect(
       afterOutcome(StageOutcomes.waiting('Build', 'x'), basis(), undefined, 0, policy).notBefore,
     ).to.equal(30_000);
-    const first = afterOutcome(StageOutcomes.requeued('x'), basis(), undefined, 0, policy);
-    const second = afterOutcome(StageOutcomes.requeued('x'), basis(), first, 0, policy);
-    const third = afterOutcome(StageOutcomes.requeued('x'), basis(), second, 0, policy);
+    const first = afterOutcome(StageOutcomes.requeued('x', 'Image'), basis(), undefined, 0, policy);
+    const second = afterOutcome(StageOutcomes.requeued('x', 'Image'), basis(), first, 0, policy);
+    const third = afterOutcome(StageOutcomes.requeued('x', 'Image'), basis(), second, 0, policy);
     expect([first.notBefore, second.notBefore, third.notBefore]).to.deep.equal([1_000, 2_000, 4_000]);
-    const otherGeneration = afterOutcome(StageOutcomes.requeued('x'), basis(2), third, 0, policy);
+    const otherGeneration = afterOutcome(StageOutcomes.requeued('x', 'Image'), basis(2), third, 0, policy);
     expect(otherGeneration.notBefore, 'a new generation starts the backoff over').to.equal(1_000);
   });
 
@@ -154,7 +154,7 @@ describe('runner: reruns of failed Build/Sign Jobs', () => {
       afterOutcome(StageOutcomes.failedAt('Image', 'absent'), basis(), undefined, 0, policy),
       afterOutcome(StageOutcomes.waiting('Build', 'Job running'), basis(), undefined, 0, policy),
       afterOutcome(StageOutcomes.refusedAt('Build', 'Secret missing'), basis(), undefined, 0, policy),
-      afterOutcome(StageOutcomes.requeued('unreachable'), basis(), undefined, 0, policy),
+      afterOutcome(StageOutcomes.requeued('unreachable', 'Image'), basis(), undefined, 0, policy),
     ];
     for (const attempt of notOurs) expect(rerunsFailedJob(attempt, basis())).to.equal(false);
     expect(rerunsFailedJob(undefined, basis()), 'first validation').to.equal(false);
