@@ -4,16 +4,30 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { PreflightValidationOCP } from '../../src/api/preflight.ts';
+import { JobLabel, MANAGED_BY } from '../../src/buildsign/identity.ts';
+import type { Job } from '../../src/buildsign/kube-types.ts';
 import { buildReleaseFixture, type ReleaseFixture } from '../../src/fixtures/release.ts';
+import { createKubeClient, loadKubeConfig, type KubeClient } from '../../src/platform/kube/client.ts';
+import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
+import { finishJobPod } from '../buildsign/e2e-support.ts';
 import { stopCluster, type TestCluster } from '../support/cluster.ts';
-import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
+import {
+  pushLayout,
+  startFaultProxy,
+  startRegistry,
+  type FaultProxy,
+  type TestRegistry,
+} from '../support/registry.ts';
 import { privateCluster, startRunnerProcess, type RunnerProcess } from '../runner/e2e-support.ts';
 import { pushModuleImage } from '../support/module-images.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
  * The runner as users run it (`kmm-preflight runner --kubeconfig ...`, its own process) against the real API
- * server and a real registry holding a release payload, its driver-toolkit and module images built by the suite.
+ * server and real registries: a plain-HTTP one holding a release payload, its driver-toolkit and module images
+ * built by the suite; a proxy in front of it that holds a repository's manifest until the test lets it through,
+ * so "mid-run" is a state the test waits for, not a race; and a TLS registry with htpasswd auth for a Module's
+ * imageRepoSecret.
  */
 
 const crdDir = resolve(import.meta.dirname, '../../manifests/crds');
@@ -22,6 +36,12 @@ const run = randomBytes(3).toString('hex');
 const nsA = `rn-${run}-a`;
 const nsB = `rn-${run}-b`;
 const MODULE = 'kmm_ci_a';
+const KERNEL_TAG = '${KERNEL_FULL_VERSION}';
+/**
+ * Longer than the whole suite: a failed module is never validated again on the interval while the suite runs, so
+ * whatever re-validates it is the change the test made.
+ */
+const RETRY_INTERVAL = '30m';
 
 interface ModuleEntry {
   namespace: string;
@@ -30,16 +50,24 @@ interface ModuleEntry {
   verificationStage: string;
   statusReason?: string;
   observedGeneration?: number;
+  lastTransitionTime?: string;
 }
 
 describe('e2e: runner against the real API server and registry', function () {
   this.timeout(600_000);
   let cluster: TestCluster;
+  let client: KubeClient;
+  let jobStore: KubeJobStore;
   let registry: TestRegistry;
+  /** In front of `registry`: holds the manifests of chosen repositories. */
+  let proxy: FaultProxy;
+  let authRegistry: TestRegistry;
   let fixture: ReleaseFixture;
   let fixtureDir: string;
   let kernel: string;
   let releaseImage: string;
+  /** The runner started by the first test; it lives through the API server restart. */
+  let main: RunnerProcess;
   const runners: RunnerProcess[] = [];
   const resources: string[] = [];
 
@@ -53,18 +81,26 @@ describe('e2e: runner against the real API server and registry', function () {
     `kmm-preflight-e2e=rn-${run}`,
     '--insecure-registry',
     registry.host,
+    '--insecure-registry',
+    proxy.host,
+    '--ca-file',
+    authRegistry.certificates?.caFile ?? '',
     '--pull-secret',
     '',
     '--ops-address',
     '127.0.0.1:0',
     '--retry-interval',
-    '5s',
+    RETRY_INTERVAL,
     '--status-batch-delay',
     '300ms',
+    // Longer than the suite too: a Module created after the API server restart reaches the runner by a watch.
     '--relist-interval',
-    '30s',
+    '30m',
     '--watch-idle-timeout',
     '20s',
+    // Every line a runner can write is searched for credentials.
+    '--log-level',
+    'debug',
     ...extra,
   ];
   const startRunner = (...extra: string[]): RunnerProcess => {
@@ -73,26 +109,39 @@ describe('e2e: runner against the real API server and registry', function () {
     return runner;
   };
 
-  const moduleYaml = (namespace: string, name: string, image: string, extra: Record<string, unknown> = {}) =>
+  const moduleDoc = (
+    namespace: string,
+    name: string,
+    image: string,
+    container: Record<string, unknown> = {},
+    spec: Record<string, unknown> = {},
+  ): string =>
     JSON.stringify({
       apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
       kind: 'Module',
       metadata: { name, namespace },
       spec: {
         selector: { 'kmm-preflight-e2e': 'runner' },
+        ...spec,
         moduleLoader: {
           container: {
             modprobe: { moduleName: MODULE },
-            kernelMappings: [{ regexp: '^.+$', containerImage: image, registryTLS: { insecure: true } }],
-            ...extra,
+            kernelMappings: [
+              {
+                regexp: '^.+$',
+                containerImage: image,
+                ...(image.startsWith(authRegistry.host) ? {} : { registryTLS: { insecure: true } }),
+              },
+            ],
+            ...container,
           },
         },
       },
     });
+  const apply = (doc: string): Promise<string> => cluster.kubectl(['apply', '-f', '-'], doc);
   const createPreflight = async (name: string): Promise<void> => {
     resources.push(name);
-    await cluster.kubectl(
-      ['apply', '-f', '-'],
+    await apply(
       JSON.stringify({
         apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
         kind: 'PreflightValidationOCP',
@@ -105,22 +154,50 @@ describe('e2e: runner against the real API server and registry', function () {
     JSON.parse(await cluster.kubectl(['get', 'pfvo', name, '-o', 'json'])) as PreflightValidationOCP;
   const entries = async (name: string): Promise<ModuleEntry[]> =>
     (await getPreflight(name)).status?.modules ?? [];
-  const entry = (list: ModuleEntry[], namespace: string, name: string): ModuleEntry | undefined =>
+  const entry = (list: readonly ModuleEntry[], namespace: string, name: string): ModuleEntry | undefined =>
     list.find((e) => e.namespace === namespace && e.name === name);
+  /** A verdict for the Module's current generation: final, or failed and retried on the interval. */
+  const hasVerdict = (e: ModuleEntry | undefined): boolean => e?.observedGeneration !== undefined;
+  /** Waits until `holds` is true of the resource, and says what it last saw when it times out. */
+  const preflightWhen = async (
+    name: string,
+    what: string,
+    holds: (resource: PreflightValidationOCP) => boolean,
+    timeoutMs = 120_000,
+  ): Promise<PreflightValidationOCP> => {
+    let last: PreflightValidationOCP | undefined;
+    try {
+      return await waitFor(
+        `${name}: ${what}`,
+        async () => {
+          last = await getPreflight(name);
+          return holds(last) ? last : undefined;
+        },
+        timeoutMs,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.status?.modules)}`, {
+        cause: err,
+      });
+    }
+  };
   /** Waits until the resource's status reflects every current module with a verdict. */
   const settled = (name: string, total: number, timeoutMs = 120_000) =>
-    waitFor(
-      `${name} to hold ${total} settled entries`,
-      async () => {
-        const resource = await getPreflight(name);
-        const status = resource.status;
-        const done = (status?.modules ?? []).filter((e) => e.observedGeneration !== undefined).length;
-        return status?.total === total && done === total ? resource : undefined;
-      },
+    preflightWhen(
+      name,
+      `${total} settled entries`,
+      ({ status }) => status?.total === total && (status.modules ?? []).filter(hasVerdict).length === total,
       timeoutMs,
     );
+  /** Mid-run: every Module has its entry, and exactly those named in `pending` (`ns/name`) have no verdict yet. */
+  const midRun = (name: string, total: number, pending: readonly string[]) =>
+    preflightWhen(name, `every entry but ${pending.join(', ')} settled`, ({ status }) => {
+      const list = status?.modules ?? [];
+      const waiting = list.filter((e) => !hasVerdict(e)).map((e) => `${e.namespace}/${e.name}`);
+      return list.length === total && waiting.sort().join() === [...pending].sort().join();
+    });
 
-  /** Modules now in the suite's namespaces (earlier tests add, edit and delete them). */
+  /** Modules now in the suite's namespaces (tests add, edit and delete them). */
   const moduleCount = async (): Promise<number> => {
     let count = 0;
     for (const ns of [nsA, nsB]) {
@@ -129,16 +206,53 @@ describe('e2e: runner against the real API server and registry', function () {
     }
     return count;
   };
+  /** Build and Sign Jobs the runners made in the suite's namespaces, not being deleted. */
+  const runnerJobs = async (): Promise<Job[]> => {
+    const jobs: Job[] = [];
+    for (const ns of [nsA, nsB])
+      jobs.push(...(await jobStore.listJobs(ns, { [JobLabel.managedBy]: MANAGED_BY })));
+    return jobs.filter((job) => job.metadata.deletionTimestamp === undefined);
+  };
+  const jobsOf = async (resource: string, module: string): Promise<Job[]> => {
+    const uid = (await getPreflight(resource)).metadata.uid;
+    return (await runnerJobs()).filter(
+      (job) =>
+        job.metadata.labels?.[JobLabel.ownerUid] === uid && job.metadata.labels?.[JobLabel.module] === module,
+    );
+  };
+  /** Modules whose image sits behind the proxy: their manifest can be held. */
+  const heldImage = (repository: string): string => `${proxy.host}/${repository}:${KERNEL_TAG}`;
+  const manifestsOf = (repository: string): RegExp => new RegExp(`^/v2/${repository}/manifests/`);
+
+  /** The credential of `authRegistry` in every form a log line could carry it. */
+  const credentialForms = (): string[] => {
+    const password = authRegistry.password;
+    const auth = authRegistry.dockerConfig.auths[authRegistry.host]?.auth;
+    if (password === undefined || auth === undefined) throw new Error('the auth registry has no credential');
+    return [password, auth, Buffer.from(JSON.stringify(authRegistry.dockerConfig)).toString('base64')];
+  };
+  const expectNoCredentialIn = (runner: RunnerProcess): void => {
+    const text = [...runner.lines.map((l) => JSON.stringify(l)), ...runner.other].join('\n');
+    for (const secret of credentialForms())
+      expect(text.includes(secret), 'a credential in a log line').to.equal(false);
+    expect(text).to.not.match(/\bBearer\s+[A-Za-z0-9._~+/-]{8,}|\bBasic\s+[A-Za-z0-9+/]{8,}/);
+    expect(text).to.not.match(/BEGIN .*PRIVATE KEY/);
+  };
 
   before(async () => {
     fixtureDir = await mkdtemp(join(tmpdir(), 'rn-release-'));
     cluster = await privateCluster(fixtureDir);
+    const kc = loadKubeConfig(cluster.kubeconfig);
+    client = createKubeClient(kc);
+    jobStore = new KubeJobStore(client, kc);
     await cluster.kubectl(['apply', ...crdFiles.flatMap((f) => ['-f', join(crdDir, f)])]);
     await waitFor('CRDs established', async () => {
       const out = await cluster.kubectl(['get', 'pfvo', '-o', 'name']).catch(() => undefined);
       return out === undefined ? undefined : true;
     });
     registry = await startRegistry('http');
+    proxy = await startFaultProxy(registry, []);
+    authRegistry = await startRegistry('tls-auth');
     fixture = await buildReleaseFixture({
       dir: fixtureDir,
       componentRepository: `${registry.host}/rn-ocp/ocp-v4.0-art-dev`,
@@ -149,22 +263,40 @@ describe('e2e: runner against the real API server and registry', function () {
     await pushLayout(fixture.driverToolkitLayoutReference, 'rn-ocp/ocp-v4.0-art-dev:dtk', registry);
     await pushLayout(fixture.releaseLayoutReference, `rn-ocp/ocp-release:${fixture.releaseTag}`, registry);
     releaseImage = `${registry.host}/rn-ocp/ocp-release:${fixture.releaseTag}`;
-    await pushModuleImage(registry, 'rn-kmods/good', kernel, { moduleName: MODULE, kernel });
+    const content = { moduleName: MODULE, kernel };
+    for (const repository of ['rn-kmods/good', 'rn-kmods/slow-restart', 'rn-kmods/slow-kill']) {
+      await pushModuleImage(registry, repository, kernel, content);
+    }
     await pushModuleImage(registry, 'rn-kmods/old', kernel, {
-      moduleName: MODULE,
-      kernel,
+      ...content,
       builtFor: '5.14.0-284.25.1.el9_2.x86_64',
     });
+    await pushModuleImage(authRegistry, 'rn-kmods/private', kernel, content);
     for (const ns of [nsA, nsB]) await cluster.kubectl(['create', 'namespace', ns]);
-    const good = `${registry.host}/rn-kmods/good:\${KERNEL_FULL_VERSION}`;
+    await apply(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/dockerconfigjson',
+        metadata: { name: 'registry-credentials', namespace: nsA },
+        data: {
+          '.dockerconfigjson': Buffer.from(JSON.stringify(authRegistry.dockerConfig)).toString('base64'),
+        },
+      }),
+    );
+    const good = `${registry.host}/rn-kmods/good:${KERNEL_TAG}`;
+    const privateImage = `${authRegistry.host}/rn-kmods/private:${KERNEL_TAG}`;
     const docs = [
-      moduleYaml(nsA, 'drv', good),
-      moduleYaml(nsB, 'drv', `${registry.host}/rn-kmods/fixme:\${KERNEL_FULL_VERSION}`),
-      moduleYaml(nsA, 'old-build', `${registry.host}/rn-kmods/old:\${KERNEL_FULL_VERSION}`),
-      moduleYaml(nsA, 'to-delete', good),
-      moduleYaml(nsB, 'needs-build', `${registry.host}/rn-kmods/absent:\${KERNEL_FULL_VERSION}`, {
+      moduleDoc(nsA, 'drv', good),
+      moduleDoc(nsB, 'drv', `${registry.host}/rn-kmods/fixme:${KERNEL_TAG}`),
+      moduleDoc(nsA, 'old-build', `${registry.host}/rn-kmods/old:${KERNEL_TAG}`),
+      moduleDoc(nsA, 'to-delete', good),
+      moduleDoc(nsB, 'needs-build', `${registry.host}/rn-kmods/absent:${KERNEL_TAG}`, {
         build: { dockerfileConfigMap: { name: 'dockerfile' } },
       }),
+      // The same private image with the credential (imageRepoSecret) and without it.
+      moduleDoc(nsA, 'private', privateImage, {}, { imageRepoSecret: { name: 'registry-credentials' } }),
+      moduleDoc(nsB, 'private', privateImage),
       JSON.stringify({
         apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
         kind: 'Module',
@@ -180,7 +312,7 @@ describe('e2e: runner against the real API server and registry', function () {
         },
       }),
     ];
-    for (const doc of docs) await cluster.kubectl(['apply', '-f', '-'], doc);
+    for (const doc of docs) await apply(doc);
   });
 
   after(async () => {
@@ -201,22 +333,24 @@ describe('e2e: runner against the real API server and registry', function () {
         .kubectl(['-n', 'default', 'delete', 'lease', `rn-${run}-lease`, '--ignore-not-found'])
         .catch(() => undefined);
     }
+    await proxy?.close();
     await registry?.stop();
+    await authRegistry?.stop();
     if (fixtureDir !== undefined) await rm(fixtureDir, { recursive: true, force: true });
   });
 
   it('validates every Module, same name in two namespaces, each to the right status', async () => {
-    const runner = startRunner();
+    main = startRunner();
     await createPreflight(`rn-${run}-one`);
-    const resource = await settled(`rn-${run}-one`, 6);
+    const resource = await settled(`rn-${run}-one`, 8);
     const status = resource.status;
     const list = (status?.modules ?? []) as ModuleEntry[];
     expect(status).to.include({
       targetKernel: kernel,
       kernelVersion: kernel,
-      total: 6,
-      verified: 2,
-      failed: 4,
+      total: 8,
+      verified: 3,
+      failed: 5,
     });
     expect(status?.releaseVersion).to.equal(fixture.version);
     expect(status?.conditions?.find((c) => c.type === 'KernelResolved')).to.include({ status: 'True' });
@@ -242,12 +376,24 @@ describe('e2e: runner against the real API server and registry', function () {
       verificationStatus: 'False',
       verificationStage: 'Build',
     });
-    // Build runs in the runner now: the Dockerfile ConfigMap it names does not exist, which only an edit fixes.
+    // The Dockerfile ConfigMap the build names does not exist: no Job, and a reason saying what to create. It
+    // can appear without an edit of the Module, so this failure is retried on the interval, not final.
     expect(entry(list, nsB, 'needs-build')?.statusReason).to.contain(
       `ConfigMap ${nsB}/dockerfile (build.dockerfileConfigMap) is missing`,
     );
+    // The private image verifies only through the Module's imageRepoSecret.
+    const withSecret = entry(list, nsA, 'private');
+    expect(withSecret, withSecret?.statusReason).to.include({
+      verificationStatus: 'True',
+      verificationStage: 'Done',
+    });
+    expect(entry(list, nsB, 'private')).to.include({
+      verificationStatus: 'False',
+      verificationStage: 'Image',
+    });
+    expect(entry(list, nsB, 'private')?.statusReason).to.match(/^access to \S+ denied/);
 
-    const ops = await runner.opsAddress();
+    const ops = await main.opsAddress();
     const ready = await fetch(`http://${ops}/readyz`);
     expect(ready.status).to.equal(200);
     const metrics = await (await fetch(`http://${ops}/metrics`)).text();
@@ -265,13 +411,15 @@ describe('e2e: runner against the real API server and registry', function () {
       'jsonpath={.items[*].reason}',
     ]);
     expect(events.split(' ')).to.include.members(['KernelResolved', 'ModuleVerified', 'ModuleFailed']);
-    const logs = JSON.stringify(runner.lines);
-    expect(logs).to.not.match(/authorization|password|BEGIN .*PRIVATE KEY/i);
-    expect(runner.other, 'only JSON on stdout/stderr').to.deep.equal([]);
+    expectNoCredentialIn(main);
+    expect(main.other, 'only JSON on stdout/stderr').to.deep.equal([]);
   });
 
-  it('a failed module whose image is fixed and whose Module is edited becomes verified', async () => {
+  it('a failed module whose image is fixed stays failed until its Module is edited, then becomes verified', async () => {
+    const failed = entry(await entries(`rn-${run}-one`), nsB, 'drv');
+    expect(failed).to.include({ verificationStatus: 'False', observedGeneration: 1 });
     await pushModuleImage(registry, 'rn-kmods/fixme', kernel, { moduleName: MODULE, kernel });
+    // The retry interval outlasts the suite: without the edit, nothing would validate this module again.
     await cluster.kubectl([
       '-n',
       nsB,
@@ -295,38 +443,121 @@ describe('e2e: runner against the real API server and registry', function () {
     await cluster.kubectl(['-n', nsA, 'delete', 'module', 'to-delete']);
     await waitFor('to-delete pruned', async () => {
       const list = await entries(`rn-${run}-one`);
-      return entry(list, nsA, 'to-delete') === undefined && list.length === 5 ? true : undefined;
+      return entry(list, nsA, 'to-delete') === undefined && list.length === 7 ? true : undefined;
     });
     const resource = await getPreflight(`rn-${run}-one`);
-    expect(resource.status).to.include({ total: 5, verified: 2 });
+    expect(resource.status).to.include({ total: 7, verified: 3 });
   });
 
-  it('survives an API server restart mid-run and completes', async () => {
-    await createPreflight(`rn-${run}-restart`);
+  it('the API server restarted mid-run: the same runner process completes the run and its watches recover', async () => {
+    const name = `rn-${run}-restart`;
+    const hold = proxy.hold(manifestsOf('rn-kmods/slow-restart'));
+    await apply(moduleDoc(nsA, 'slow-restart', heldImage('rn-kmods/slow-restart')));
+    await createPreflight(name);
+    const total = await moduleCount();
+    await hold.reached;
+    await midRun(name, total, [`${nsA}/slow-restart`]);
+    const pid = main.child.pid;
+    const failuresBefore = main.lines.filter((l) => l.msg === 'watch failed; restarting').length;
+
     await stopCluster();
-    await new Promise((r) => setTimeout(r, 3_000));
+    // The validation in flight finishes while the API server is down: its result must not be lost.
+    hold.release();
     // up.sh can trip over another suite starting the shared cluster at the same moment: try again.
     await waitFor('the API server back', () => privateCluster(fixtureDir).then(() => true), 180_000, 2_000);
-    const resource = await settled(`rn-${run}-restart`, await moduleCount(), 180_000);
-    expect(resource.status?.verified).to.be.greaterThan(0);
-    const restarts = runners[0]?.lines.filter((l) => l.msg === 'watch failed; restarting').length ?? 0;
-    expect(restarts, 'watches saw the outage and restarted').to.be.greaterThan(0);
+
+    const resource = await settled(name, total, 180_000);
+    expect(entry(resource.status?.modules ?? [], nsA, 'slow-restart')).to.include({
+      verificationStatus: 'True',
+      verificationStage: 'Done',
+    });
+    expect(resource.status).to.include({ total, verified: 4 });
+    expect(main.child.pid).to.equal(pid);
+    expect(main.child.exitCode, 'the runner process lives on').to.equal(null);
+    expect(main.child.signalCode).to.equal(null);
+    const restarts = main.lines.filter((l) => l.msg === 'watch failed; restarting').slice(failuresBefore);
+    expect(
+      restarts.map((l) => String(l['resource'])),
+      'the Module watches saw the outage and restarted',
+    ).to.include.members([`modules@${nsA}`, `modules@${nsB}`]);
+
+    // The relist interval outlasts the suite: a Module created now reaches the runner through a watch.
+    await apply(moduleDoc(nsB, 'after-restart', `${registry.host}/rn-kmods/good:${KERNEL_TAG}`));
+    const picked = await preflightWhen(
+      name,
+      'nsB/after-restart verified',
+      ({ status }) => entry(status?.modules ?? [], nsB, 'after-restart')?.verificationStatus === 'True',
+    );
+    expect(picked.status).to.include({ total: total + 1 });
+    expect(main.child.exitCode).to.equal(null);
   });
 
-  it('killed mid-run and started again, it completes with no duplicate entries', async () => {
-    const first = runners[0];
-    if (first === undefined) throw new Error('no runner');
-    await createPreflight(`rn-${run}-kill`);
-    // Killed as soon as the resource exists: whatever it managed to do is cut off. (With the release and image
-    // verdicts cached from the first test, a live runner settles a new resource in well under a second.)
-    await first.kill('SIGKILL');
+  it('the runner killed mid-run and started again completes the run and adopts its Job: no duplicates', async () => {
+    const name = `rn-${run}-kill`;
+    await apply(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'dockerfile', namespace: nsA },
+        data: { dockerfile: 'FROM ${DTK_AUTO}\nRUN make\n' },
+      }),
+    );
+    const hold = proxy.hold(manifestsOf('rn-kmods/slow-kill'));
+    await apply(moduleDoc(nsA, 'slow-kill', heldImage('rn-kmods/slow-kill')));
+    await apply(
+      moduleDoc(nsA, 'builds', `${registry.host}/rn-kmods/built:${KERNEL_TAG}`, {
+        build: { dockerfileConfigMap: { name: 'dockerfile' } },
+      }),
+    );
+    await createPreflight(name);
+    const total = await moduleCount();
+    await hold.reached;
+    // Mid-run: one image check held at the registry, one build Job running, every other entry settled.
+    const job = await waitFor('the build Job of nsA/builds', async () => {
+      const jobs = await jobsOf(name, 'builds');
+      return jobs.length === 1 ? jobs[0] : undefined;
+    });
+    await preflightWhen(name, 'nsA/builds at Build, naming its Job', ({ status }) =>
+      (entry(status?.modules ?? [], nsA, 'builds')?.statusReason ?? '').includes(job.metadata.name),
+    );
+    await midRun(name, total, [`${nsA}/builds`, `${nsA}/slow-kill`]);
+
+    await main.kill('SIGKILL');
     const second = startRunner();
     await second.opsAddress();
-    const total = await moduleCount();
-    const resource = await settled(`rn-${run}-kill`, total);
-    const keys = (resource.status?.modules ?? []).map((e) => `${e.namespace}/${e.name}`);
+    hold.release();
+    const image = job.spec.template.spec.containers[0]?.image ?? '';
+    await finishJobPod(client, jobStore, image, nsA, job.metadata.name, 'Succeeded', '');
+    const resource = await settled(name, total);
+    const list = (resource.status?.modules ?? []) as ModuleEntry[];
+    expect(entry(list, nsA, 'slow-kill')).to.include({
+      verificationStatus: 'True',
+      verificationStage: 'Done',
+    });
+    expect(entry(list, nsA, 'builds')).to.include({ verificationStatus: 'True', verificationStage: 'Done' });
+    expect(entry(list, nsA, 'builds')?.statusReason).to.contain('not pushed');
+    const keys = list.map((e) => `${e.namespace}/${e.name}`);
     expect(new Set(keys).size).to.equal(keys.length);
     expect(keys).to.have.length(total);
+
+    // The restarted runner adopted the Job of the killed one: the same object, and no other.
+    expect((await jobsOf(name, 'builds')).map((j) => j.metadata.uid)).to.deep.equal([job.metadata.uid]);
+    // Every resource has at most one Job per Module (the others started theirs for nsA/builds too).
+    const perOwnerAndModule = new Map<string, number>();
+    for (const j of await runnerJobs()) {
+      const key = `${j.metadata.labels?.[JobLabel.ownerUid]}/${j.metadata.labels?.[JobLabel.module]}`;
+      perOwnerAndModule.set(key, (perOwnerAndModule.get(key) ?? 0) + 1);
+    }
+    expect(
+      [...perOwnerAndModule.values()].every((n) => n === 1),
+      JSON.stringify([...perOwnerAndModule]),
+    ).to.equal(true);
+
+    // The build Module goes (the other resources' Jobs with it), so later tests see only settled entries.
+    await cluster.kubectl(['-n', nsA, 'delete', 'module', 'builds']);
+    await waitFor('the Jobs of nsA/builds removed', async () =>
+      (await runnerJobs()).length === 0 ? true : undefined,
+    );
     await second.kill('SIGTERM');
     expect(await second.exited, JSON.stringify(second.lines.slice(-8).map((l) => l.msg))).to.deep.include({
       code: 0,
@@ -404,5 +635,12 @@ describe('e2e: runner against the real API server and registry', function () {
     const { code } = await runner.exited;
     expect(code).to.equal(2);
     expect(runner.other.join('\n')).to.contain('--concurrency');
+  });
+
+  it('no runner wrote the registry credential, in any form, to any log line (debug included)', () => {
+    expect(runners.length).to.be.greaterThan(3);
+    for (const runner of runners) expectNoCredentialIn(runner);
+    const debugLines = runners.flatMap((r) => r.lines).filter((l) => l.level === 'debug');
+    expect(debugLines.length, 'debug lines were written and searched').to.be.greaterThan(0);
   });
 });

@@ -1,6 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -352,12 +357,32 @@ export interface FaultProxy {
   readonly served: Record<Fault['kind'], number>;
   /** Requests seen: method, path and Range. */
   readonly requests: Array<{ method: string; path: string; range?: string }>;
+  /**
+   * From now on, holds every request whose path matches `path` (before any fault) until the hold is released,
+   * so a test can act while a client is known to be waiting on that request.
+   */
+  hold(path: RegExp): RequestHold;
+  /** Releases every hold, then stops. */
   close(): Promise<void>;
 }
 
+/** Requests held by FaultProxy.hold. */
+export interface RequestHold {
+  /** Resolves when the first matching request arrives (and is being held). */
+  readonly reached: Promise<void>;
+  /** Lets the held requests, and every later one, through. Idempotent. */
+  release(): void;
+}
+
+interface ActiveHold {
+  readonly path: RegExp;
+  readonly reached: PromiseWithResolvers<void>;
+  readonly released: PromiseWithResolvers<void>;
+}
+
 /**
- * A loopback HTTP proxy in front of a plain-HTTP test registry that injects faults on cue and otherwise passes
- * requests and responses through untouched.
+ * A loopback HTTP proxy in front of a plain-HTTP test registry that injects faults on cue, holds requests until
+ * told (`hold`), and otherwise passes requests and responses through untouched.
  */
 export async function startFaultProxy(registry: TestRegistry, faults: readonly Fault[]): Promise<FaultProxy> {
   if (registry.mode !== 'http') throw new Error('the fault proxy fronts a plain-HTTP registry');
@@ -365,6 +390,8 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
   const served: FaultProxy['served'] = { status: 0, reset: 0, stall: 0, corrupt: 0 };
   const requests: FaultProxy['requests'] = [];
   const [targetHost, targetPort] = registry.host.split(':');
+  const holds = new Set<ActiveHold>();
+  const everyHold: ActiveHold[] = [];
   const server = createHttpServer((req, res) => {
     const path = req.url ?? '/';
     requests.push({
@@ -372,6 +399,15 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
       path,
       ...(req.headers.range ? { range: req.headers.range } : {}),
     });
+    const hold = [...holds].find((h) => h.path.test(path));
+    if (hold === undefined) {
+      pass(req, res, path);
+      return;
+    }
+    hold.reached.resolve();
+    void hold.released.promise.then(() => pass(req, res, path));
+  });
+  const pass = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     const slot = remaining.find((r) => r.left > 0 && r.fault.path.test(path));
     if (slot) slot.left--;
     const fault = slot?.fault;
@@ -412,7 +448,7 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
     );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   if (typeof address !== 'object' || address === null) throw new Error('the fault proxy has no address');
@@ -420,8 +456,26 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
     host: `127.0.0.1:${address.port}`,
     served,
     requests,
+    hold: (path) => {
+      const active: ActiveHold = {
+        path,
+        reached: Promise.withResolvers<void>(),
+        released: Promise.withResolvers<void>(),
+      };
+      holds.add(active);
+      everyHold.push(active);
+      return {
+        reached: active.reached.promise,
+        release: () => {
+          holds.delete(active);
+          active.released.resolve();
+        },
+      };
+    },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const hold of everyHold) hold.released.resolve();
+        holds.clear();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
