@@ -15,6 +15,24 @@ export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 export const HEADERS_TIMEOUT_MS = 30_000;
 /** The API server gives up after at most 30 s (timeoutSeconds); no request needs longer. */
 export const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * How often Node looks for connections past the header or request timeout. Its default, 30 s, lets a slow client
+ * hold a connection for up to twice the header timeout; each check walks the open connections, cheap at our scale.
+ */
+export const CONNECTIONS_CHECK_INTERVAL_MS = 1_000;
+
+/** The server's HTTP timeouts; tests pass short ones. */
+export interface ServerTimeouts {
+  readonly keepAliveMs: number;
+  readonly headersMs: number;
+  readonly requestMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: ServerTimeouts = {
+  keepAliveMs: KEEP_ALIVE_TIMEOUT_MS,
+  headersMs: HEADERS_TIMEOUT_MS,
+  requestMs: REQUEST_TIMEOUT_MS,
+};
 
 const TLS_OPTIONS = { minVersion: 'TLSv1.2' } as const satisfies SecureContextOptions;
 
@@ -26,6 +44,8 @@ export interface WebhookServerOptions {
   readonly keyFile: string;
   /** Fallback poll of the certificate files (default 10 s); directory notifications usually come first. */
   readonly certificatePollIntervalMs?: number;
+  /** Default: DEFAULT_TIMEOUTS. */
+  readonly timeouts?: ServerTimeouts;
 }
 
 export type WebhookServerAddress = ListeningAddress;
@@ -52,10 +72,19 @@ export class WebhookServer {
     const initial = await loadCertificate(options.certFile, options.keyFile);
     metrics.certificateLoaded(initial.notAfter);
     const app = createAdmissionApp({ decider: options.decider, metrics, logger });
-    const server = createServer({ ...TLS_OPTIONS, cert: initial.cert, key: initial.key }, app);
-    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+    const server = createServer(
+      {
+        ...TLS_OPTIONS,
+        cert: initial.cert,
+        key: initial.key,
+        keepAliveTimeout: timeouts.keepAliveMs,
+        headersTimeout: timeouts.headersMs,
+        requestTimeout: timeouts.requestMs,
+        connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_INTERVAL_MS, timeouts.headersMs),
+      },
+      app,
+    );
     // Handshake failures (scanners, clients distrusting the CA) are routine: log them quietly, never crash.
     server.on('tlsClientError', (err: Error & { code?: string }) => {
       logger.debug({ code: err.code }, 'TLS handshake failed');

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/platform/logger.ts';
 import { RuleDecider, type AdmissionPolicy } from '../../webhook/admission-decider.ts';
 import type { AdmissionCache } from '../../webhook/cache.ts';
 import { WebhookMetrics } from '../../webhook/metrics.ts';
-import { WebhookServer } from '../../webhook/server.ts';
+import { WebhookServer, type ServerTimeouts } from '../../webhook/server.ts';
 
 /** An AdmissionCache whose contents a test sets directly. */
 export class FixedCache implements AdmissionCache {
@@ -110,6 +110,7 @@ export interface StartOptions {
   readonly policy?: Partial<AdmissionPolicy>;
   readonly now?: Date;
   readonly certificates?: WrittenCertificates & { dir: string };
+  readonly timeouts?: ServerTimeouts;
 }
 
 /** The real webhook server (rules, express app, HTTPS with our certificates) on 127.0.0.1:0, in-process. */
@@ -135,6 +136,7 @@ export async function startTestWebhook(options: StartOptions = {}): Promise<Test
     logger,
     certFile: certificates.certFile,
     keyFile: certificates.keyFile,
+    ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
   });
   const { port } = await server.listen(0, '127.0.0.1');
   const url = `https://127.0.0.1:${port}`;
