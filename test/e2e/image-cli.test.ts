@@ -99,6 +99,21 @@ describe('e2e: kmm-preflight image', function () {
     expect(run.stderr).to.include('REGISTRY_AUTH_FILE');
   });
 
+  it('names the fix for a certificate it cannot verify, and verifies with --insecure-skip-tls-verify', async () => {
+    const env = { REGISTRY_AUTH_FILE: secured.authFile };
+    const untrusted = await runCli(args(`${secured.host}/private/kmod:v1`), env);
+    expect(untrusted.code, untrusted.stderr + untrusted.stdout).to.equal(1);
+    const refused = JSON.parse(untrusted.stdout) as { verified: boolean; reason: string; digest: unknown };
+    expect(refused).to.include({ verified: false, digest: null });
+    expect(refused.reason)
+      .to.match(/cannot talk to 127\.0\.0\.1:\d+ \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|\w*CERT\w*)/)
+      .and.contain('--ca-file')
+      .and.contain('--insecure-skip-tls-verify');
+    const skipped = await runCli(args(`${secured.host}/private/kmod:v1`, '--insecure-skip-tls-verify'), env);
+    expect(skipped.code, skipped.stderr + skipped.stdout).to.equal(0);
+    expect(JSON.parse(skipped.stdout)).to.include({ verified: true, module: 'kmm_ci_a' });
+  });
+
   it('reaches a plain-HTTP registry with --insecure', async () => {
     const run = await runCli(args(`${plain.host}/public/kmod:v1`, '--insecure'));
     expect(run.code, run.stderr + run.stdout).to.equal(0);

@@ -116,6 +116,34 @@ describe('e2e: image stage under registry faults', function () {
     expect(verdict.reason).to.match(/^registry unreachable for .*broke off 3 times/);
   });
 
+  it('gives up on a module layer that stalls every time: timed out after N tries, within bounds, never verified', async () => {
+    const started = Date.now();
+    const { verdict, served } = await verifyThrough(
+      [{ path: moduleBlob, times: 100, kind: 'stall', afterBytes: 1 << 20 }],
+      { bodyTimeoutMs: 1000, retry: { maxAttempts: 3, baseDelayMs: 10 } },
+    );
+    const elapsed = Date.now() - started;
+    expect(served.stall, 'the first request and two resumptions').to.equal(3);
+    expect(verdict).to.include({ verified: false, definite: false, errorCode: 'TIMEOUT', path: null });
+    expect(verdict.reason).to.match(
+      /^registry timed out for .*: the download broke off 3 times \(last at byte \d+: UND_ERR_BODY_TIMEOUT\)$/,
+    );
+    // Three silences of about the body timeout each (undici's timers are coarse), never the 30 s default.
+    expect(elapsed).to.be.below(30_000);
+  });
+
+  it('gives up on a manifest whose body stalls every time, as timed out, never verified', async () => {
+    const started = Date.now();
+    const { verdict, served } = await verifyThrough(
+      [{ path: manifest, times: 100, kind: 'stall', afterBytes: 100 }],
+      { bodyTimeoutMs: 1000, retry: { maxAttempts: 3, baseDelayMs: 10 } },
+    );
+    expect(served.stall).to.equal(3);
+    expect(verdict).to.include({ verified: false, definite: false, errorCode: 'TIMEOUT', digest: null });
+    expect(verdict.reason).to.match(/^registry timed out for .*broke off 3 times \(UND_ERR_BODY_TIMEOUT\)$/);
+    expect(Date.now() - started).to.be.below(30_000);
+  });
+
   it('does not verify a module from a layer whose bytes arrive altered', async () => {
     const { verdict, served } = await verifyThrough([
       { path: moduleBlob, times: 100, kind: 'corrupt', atByte: 2 << 20 },

@@ -233,14 +233,16 @@ export class RegistryClient implements ImageSource {
     ctx: PullContext,
     what: string,
   ): Promise<FetchedManifest> {
-    const response = await this.#registryRequest(
-      ref,
-      `manifests/${tagOrDigest}`,
-      { method: 'GET', headers: { accept: MANIFEST_ACCEPT } },
-      ctx,
-      what,
-    );
-    const bytes = await this.#readBounded(response, this.#maxManifestBytes, what);
+    const { response, bytes } = await this.#retryingBody(what, ctx, async () => {
+      const answer = await this.#registryRequest(
+        ref,
+        `manifests/${tagOrDigest}`,
+        { method: 'GET', headers: { accept: MANIFEST_ACCEPT } },
+        ctx,
+        what,
+      );
+      return { response: answer, bytes: await this.#readBounded(answer, this.#maxManifestBytes, what) };
+    });
     const header = headerValue(response.headers, 'docker-content-digest');
     const expected = isDigest(tagOrDigest)
       ? tagOrDigest
@@ -372,7 +374,7 @@ export class RegistryClient implements ImageSource {
           if (failures >= this.#retry.maxAttempts) {
             throw new ImageError(
               isTimeoutError(err) ? 'TIMEOUT' : 'UNREACHABLE',
-              `${what}: the download broke off ${failures === 1 ? 'once' : `${failures} times`} (last at byte ${received}: ${errorCode(err) ?? (err as Error).message})`,
+              `${what}: the download broke off ${times(failures)} (last at byte ${received}: ${errorCode(err) ?? (err as Error).message})`,
               { cause: err },
             );
           }
@@ -596,27 +598,29 @@ export class RegistryClient implements ImageSource {
           : undefined;
       exchange = withAuthorization({ method: 'GET', headers: {} }, basic);
     }
-    const issuedAt = this.#now();
-    const response = await this.#exchange(realm, exchange, ctx, what);
-    if (response.statusCode !== 200) {
-      const detail = await this.#errorDetail(response);
-      const code =
-        response.statusCode === 401 ? 'UNAUTHORIZED' : response.statusCode === 403 ? 'DENIED' : 'UNREACHABLE';
-      throw new ImageError(
-        code,
-        `${what}: token service ${realm.host} answered ${response.statusCode}${detail}`,
-        {
-          definite: true,
-        },
-      );
-    }
+    const { issuedAt, bytes } = await this.#retryingBody(what, ctx, async () => {
+      const started = this.#now();
+      const response = await this.#exchange(realm, exchange, ctx, what);
+      if (response.statusCode !== 200) {
+        const detail = await this.#errorDetail(response);
+        const code =
+          response.statusCode === 401
+            ? 'UNAUTHORIZED'
+            : response.statusCode === 403
+              ? 'DENIED'
+              : 'UNREACHABLE';
+        throw new ImageError(
+          code,
+          `${what}: token service ${realm.host} answered ${response.statusCode}${detail}`,
+          { definite: true },
+        );
+      }
+      return { issuedAt: started, bytes: await this.#readBounded(response, this.#maxManifestBytes, what) };
+    });
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      body = JSON.parse(
-        (await this.#readBounded(response, this.#maxManifestBytes, what)).toString('utf8'),
-      ) as typeof body;
-    } catch (err) {
-      if (err instanceof ImageError) throw err;
+      body = JSON.parse(bytes.toString('utf8')) as typeof body;
+    } catch {
       throw new ImageError(
         'UNAUTHORIZED',
         `${what}: token service ${realm.host} answered with something other than JSON`,
@@ -773,6 +777,7 @@ export class RegistryClient implements ImageSource {
     }
   }
 
+  /** A whole small body (manifest, token, error); a body that breaks off or stalls is a BodyInterrupted. */
   async #readBounded(response: HttpResponse, limit: number, what: string): Promise<Buffer> {
     const declared = Number(headerValue(response.headers, 'content-length'));
     if (Number.isFinite(declared) && declared > limit) {
@@ -781,16 +786,45 @@ export class RegistryClient implements ImageSource {
     }
     const chunks: Buffer[] = [];
     let total = 0;
-    for await (const chunk of response.body) {
-      total += (chunk as Buffer).length;
-      this.#count(response.url.host).bytesReceived += (chunk as Buffer).length;
-      if (total > limit) {
-        response.body.destroy();
-        throw new ImageError('LIMIT_EXCEEDED', `${what}: more than ${limit} bytes`);
+    try {
+      for await (const chunk of response.body) {
+        total += (chunk as Buffer).length;
+        this.#count(response.url.host).bytesReceived += (chunk as Buffer).length;
+        if (total > limit) {
+          response.body.destroy();
+          throw new ImageError('LIMIT_EXCEEDED', `${what}: more than ${limit} bytes`);
+        }
+        chunks.push(chunk as Buffer);
       }
-      chunks.push(chunk as Buffer);
+    } catch (err) {
+      if (err instanceof ImageError) throw err;
+      throw new BodyInterrupted(response.url, err);
     }
     return Buffer.concat(chunks);
+  }
+
+  /**
+   * Runs `load` (an exchange and the reading of its small body) again when the body breaks off or stalls, with
+   * backoff and within maxAttempts: #exchange retries only until the response headers arrive.
+   */
+  async #retryingBody<T>(what: string, ctx: PullContext, load: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await load();
+      } catch (err) {
+        if (!(err instanceof BodyInterrupted)) throw err;
+        const cause = err.cause;
+        if (ctx.signal?.aborted) throw cause;
+        if (!isTransientError(cause) || attempt >= this.#retry.maxAttempts) {
+          throw new ImageError(
+            isTimeoutError(cause) ? 'TIMEOUT' : 'UNREACHABLE',
+            `${what}: the response from ${err.url.host} broke off ${times(attempt)} (${errorCode(cause) ?? (cause as Error).message})`,
+            { cause },
+          );
+        }
+        await this.#backoff(attempt, undefined, err.url, errorCode(cause), ctx);
+      }
+    }
   }
 
   #dispatcher(tls: RegistryTLS): Dispatcher {
@@ -829,6 +863,16 @@ export class RegistryClient implements ImageSource {
       this.#stats.set(host, stats);
     }
     return stats;
+  }
+}
+
+/** A small body that broke off or stalled after its headers arrived (the cause says how). */
+class BodyInterrupted extends Error {
+  readonly url: URL;
+  constructor(url: URL, cause: unknown) {
+    super(`the response from ${url.host} broke off`, { cause });
+    this.name = 'BodyInterrupted';
+    this.url = url;
   }
 }
 
@@ -913,6 +957,10 @@ function rangeSkip(response: HttpResponse, received: number, what: string): numb
   );
 }
 
+function times(count: number): string {
+  return count === 1 ? 'once' : `${count} times`;
+}
+
 function tries(count: number): string {
   return count === 1 ? '1 try' : `${count} tries`;
 }
@@ -932,7 +980,7 @@ function transportError(err: unknown, url: URL, what: string): Error {
   const code = errorCode(err);
   if (code === 'ABORT_ERR' || (err as Error).name === 'AbortError') return err as Error;
   const hint = isCertificateError(err)
-    ? '; trust its CA with --ca-file, or set registryTLS.insecureSkipTLSVerify'
+    ? '; trust its CA with --ca-file, or skip verification with --insecure-skip-tls-verify (a Module: registryTLS.insecureSkipTLSVerify)'
     : code === 'ENOTFOUND'
       ? '; the host name does not resolve'
       : '';

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,86 @@ async function startServer(handler: Handler, tls?: { key: string; cert: string }
   return test;
 }
 
+/** A TCP server that reads requests and never answers: each try must end by the client's headers timeout. */
+async function startSilentServer(): Promise<{
+  server: { host: string; close(): Promise<void> };
+  requestsSeen(): number;
+}> {
+  let requests = 0;
+  const sockets = new Set<Socket>();
+  const listener = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (chunk: Buffer) => {
+      requests += chunk.toString('latin1').split('\r\n\r\n').length - 1;
+    });
+    socket.on('error', () => {}); // the client hangs up on us: expected
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  return {
+    server: {
+      host: `127.0.0.1:${(listener.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          listener.close(() => resolve());
+        }),
+    },
+    requestsSeen: () => requests,
+  };
+}
+
+/**
+ * A port where TCP connects never complete, made without privileges: a listener in another process whose event
+ * loop is blocked (so it never accepts), with a backlog of 1 filled by two idle connections. Linux then drops
+ * further SYNs instead of refusing them, so a client's connect hangs until its own timeout.
+ */
+async function startFullBacklogListener(): Promise<{ server: { host: string; close(): Promise<void> } }> {
+  const program = `
+    const server = require('node:net').createServer();
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+      process.stdout.write(server.address().port + '\\n');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // never accept
+    });`;
+  const child = spawn(process.execPath, ['-e', program], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const fillers: Socket[] = [];
+  const close = async (): Promise<void> => {
+    for (const socket of fillers) socket.destroy();
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`the listener process exited (${code})`)));
+      child.stdout.once('data', (text: Buffer) => resolve(Number(text.toString().trim())));
+    });
+    // Backlog 1 holds two completed connections on Linux; both must connect before the queue is full.
+    for (let i = 0; i < 2; i++) {
+      const socket = connect(port, '127.0.0.1');
+      fillers.push(socket);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error('filling the accept queue: no connect in 10 s')),
+          10_000,
+        );
+        socket.once('connect', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.once('error', reject);
+      });
+    }
+    return { server: { host: `127.0.0.1:${port}`, close } };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux' }));
 const layer = Buffer.from('layer-bytes-'.repeat(5000));
@@ -67,18 +148,19 @@ const manifestBody = (withMediaType = true): Buffer =>
   );
 const manifest = manifestBody();
 
-/** Serves the image above at repository `app`, tag `v1`. */
-function serveImage(req: IncomingMessage, res: ServerResponse): boolean {
-  if (req.url === '/v2/app/manifests/v1' || req.url === `/v2/app/manifests/${sha(manifest)}`) {
+/** Serves the image above at `repository` (default `app`), tag `v1`. */
+function serveImage(req: IncomingMessage, res: ServerResponse, repository = 'app'): boolean {
+  const base = `/v2/${repository}`;
+  if (req.url === `${base}/manifests/v1` || req.url === `${base}/manifests/${sha(manifest)}`) {
     res.writeHead(200, { 'content-type': MediaType.ociManifest, 'docker-content-digest': sha(manifest) });
     res.end(manifest);
     return true;
   }
-  if (req.url === `/v2/app/blobs/${sha(config)}`) {
+  if (req.url === `${base}/blobs/${sha(config)}`) {
     res.end(config);
     return true;
   }
-  if (req.url === `/v2/app/blobs/${sha(layer)}`) {
+  if (req.url === `${base}/blobs/${sha(layer)}`) {
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (range?.[1] !== undefined) {
       const start = Number(range[1]);
@@ -121,7 +203,7 @@ describe('registry client (local HTTP servers)', () => {
     return started;
   }
 
-  function client(registry: TestServer, options: RegistryClientOptions = {}): RegistryClient {
+  function client(registry: { readonly host: string }, options: RegistryClientOptions = {}): RegistryClient {
     const made = new RegistryClient({
       plainHttpRegistries: [registry.host],
       sleep: (ms) => {
@@ -386,6 +468,60 @@ describe('registry client (local HTTP servers)', () => {
     expect(tokenRequests).to.have.length(2);
   });
 
+  it('keeps one token per repository scope, reuses each until it expires, and fetches only the expired one again', async () => {
+    let now = 1_000_000;
+    /** Scope → tokens issued for it, in order. */
+    const issued = new Map<string, string[]>();
+    const lifetimeSeconds: Record<string, number> = {
+      'repository:app:pull': 300,
+      'repository:tools/other:pull': 400,
+    };
+    const registry = await server((req, res, self) => {
+      const url = new URL(req.url ?? '/', 'http://registry');
+      if (url.pathname === '/token') {
+        const scope = url.searchParams.get('scope') ?? '';
+        const tokens = issued.get(scope) ?? [];
+        const token = `${scope}#${tokens.length + 1}`;
+        issued.set(scope, [...tokens, token]);
+        res.end(JSON.stringify({ token, expires_in: lifetimeSeconds[scope] }));
+        return;
+      }
+      const repository = url.pathname.startsWith('/v2/tools/other/') ? 'tools/other' : 'app';
+      const scope = `repository:${repository}:pull`;
+      // A token is good for its own repository only, and only the latest one issued for it.
+      if (req.headers.authorization !== `Bearer ${issued.get(scope)?.at(-1) ?? 'none'}`) {
+        res.writeHead(401, {
+          'www-authenticate': `Bearer realm="http://${self.host}/token",service="reg",scope="${scope}"`,
+        });
+        res.end();
+      } else if (!serveImage(req, res, repository)) res.writeHead(404).end();
+    });
+    const c = client(registry, { now: () => now });
+    const pullBoth = (): Promise<unknown> =>
+      Promise.all([
+        c.resolve(`${registry.host}/app:v1`, amd64),
+        c.resolve(`${registry.host}/tools/other:v1`, amd64),
+      ]);
+    const tokenCounts = (): [number, number] => [
+      issued.get('repository:app:pull')?.length ?? 0,
+      issued.get('repository:tools/other:pull')?.length ?? 0,
+    ];
+    await pullBoth();
+    await pullBoth();
+    expect(tokenCounts(), 'one token per scope, reused').to.deep.equal([1, 1]);
+    now += 301_000; // app's token (300 s) has expired, other's (400 s) has not
+    await pullBoth();
+    expect(tokenCounts(), 'only the expired scope fetched again').to.deep.equal([2, 1]);
+    now += 100_000; // other's first token has expired now, app's second (fetched 100 s ago) has not
+    await pullBoth();
+    expect(tokenCounts(), 'again only the expired scope').to.deep.equal([2, 2]);
+    // Every registry request after the first round carried the right token up front: no 401 beyond the first.
+    const refusals = registry.requests.filter(
+      (r) => r.url.startsWith('/v2/') && r.authorization === undefined,
+    );
+    expect(refusals).to.have.length(2);
+  });
+
   it('retries 5xx with backoff and 429 as Retry-After says, within bounds', async () => {
     let failures = 0;
     const registry = await server((req, res) => {
@@ -431,6 +567,60 @@ describe('registry client (local HTTP servers)', () => {
     );
     expect(outcome?.message).to.equal('shutting down');
     expect(registry.requests).to.have.length(1);
+  });
+
+  it('gives up on a server that accepts but never answers: headers timeout per try, TIMEOUT after N tries', async () => {
+    const silent = await startSilentServer();
+    try {
+      const c = client(silent.server, { headersTimeoutMs: 300, retry: { maxAttempts: 3 } });
+      const started = Date.now();
+      const err = await rejection(c.resolve(`${silent.server.host}/app:v1`, amd64));
+      expect([err.code, err.definite]).to.deep.equal(['TIMEOUT', false]);
+      expect(err.message).to.contain(
+        `${silent.server.host} unreachable after 3 tries (UND_ERR_HEADERS_TIMEOUT)`,
+      );
+      expect(silent.requestsSeen()).to.equal(3);
+      expect(delays).to.have.length(2);
+      // Three tries of 300 ms each, and the (injected) backoff is instant: nowhere near a default 30 s wait.
+      expect(Date.now() - started).to.be.below(10_000);
+    } finally {
+      await silent.server.close();
+    }
+  });
+
+  it('gives up on a connect that never completes: connect timeout per try, TIMEOUT after N tries', async function () {
+    this.timeout(30_000);
+    const blackHole = await startFullBacklogListener();
+    try {
+      const c = client(blackHole.server, { connectTimeoutMs: 300, retry: { maxAttempts: 3 } });
+      const err = await rejection(c.resolve(`${blackHole.server.host}/app:v1`, amd64));
+      expect([err.code, err.definite]).to.deep.equal(['TIMEOUT', false]);
+      expect(err.message).to.contain(
+        `${blackHole.server.host} unreachable after 3 tries (UND_ERR_CONNECT_TIMEOUT)`,
+      );
+      expect(delays).to.have.length(2);
+    } finally {
+      await blackHole.server.close();
+    }
+  });
+
+  it('retries a manifest whose body stalls, and reports one that always stalls as TIMEOUT, not a crash', async () => {
+    let stalls = 1;
+    const registry = await server((req, res) => {
+      if (req.url === '/v2/app/manifests/v1' && stalls > 0) {
+        stalls--;
+        res.writeHead(200, { 'content-type': MediaType.ociManifest, 'content-length': manifest.length });
+        res.write(manifest.subarray(0, 10)); // then silence
+      } else if (!serveImage(req, res)) res.writeHead(404).end();
+    });
+    const c = client(registry, { bodyTimeoutMs: 200, retry: { maxAttempts: 3 } });
+    const image = await c.resolve(`${registry.host}/app:v1`, amd64);
+    expect(image.digest).to.equal(sha(manifest));
+    expect(c.stats()[registry.host]?.retries).to.equal(1);
+    stalls = 100;
+    const err = await rejection(c.resolve(`${registry.host}/app:v1`, amd64));
+    expect([err.code, err.definite]).to.deep.equal(['TIMEOUT', false]);
+    expect(err.message).to.contain('broke off 3 times').and.contain('UND_ERR_BODY_TIMEOUT');
   });
 
   it('resumes a blob that breaks off mid-stream with a Range request', async () => {
@@ -529,6 +719,104 @@ describe('registry client (local HTTP servers)', () => {
       const err = await rejection(c.resolve(`${https.host}/app:v1`, amd64));
       expect(err.code).to.equal('UNAUTHORIZED');
       expect(err.message).to.contain('token realm http://127.0.0.1:9 is not https');
+    });
+
+    it('trades a Docker config identitytoken for an access token at an https token endpoint (OAuth2 refresh_token grant)', async () => {
+      const identityToken = 'refresh-3f9a-never-logged';
+      const posts: Array<{
+        url: string;
+        contentType?: string;
+        authorization?: string;
+        form: URLSearchParams;
+      }> = [];
+      const tokenServer = await startServer(
+        (req, res) => {
+          const chunks: Buffer[] = [];
+          req.on('data', (chunk: Buffer) => chunks.push(chunk));
+          req.on('end', () => {
+            const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+            posts.push({
+              url: req.url ?? '',
+              form,
+              ...(req.headers['content-type'] ? { contentType: req.headers['content-type'] } : {}),
+              ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+            });
+            if (req.method !== 'POST' || form.get('refresh_token') !== identityToken) {
+              res.writeHead(401, { 'content-type': 'application/json' });
+              res.end(JSON.stringify({ error: 'invalid_grant' }));
+              return;
+            }
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                access_token: 'access-for-app',
+                refresh_token: 'rotated-refresh',
+                expires_in: 300,
+                scope: form.get('scope'),
+              }),
+            );
+          });
+        },
+        { key: await readFile(certs.keyFile, 'utf8'), cert: await readFile(certs.certFile, 'utf8') },
+      );
+      servers.push(tokenServer);
+      const registry = await server((req, res) => {
+        if (req.headers.authorization !== 'Bearer access-for-app') {
+          res.writeHead(401, {
+            'www-authenticate': `Bearer realm="https://${tokenServer.host}/oauth2/token",service="reg.example"`,
+          });
+          res.end();
+        } else if (!serveImage(req, res)) res.writeHead(404).end();
+      });
+      // As `docker login` to a registry with identity tokens writes it: a placeholder user, no password.
+      const dockerConfig = (token: string): RegistryCredentials =>
+        RegistryCredentials.fromDockerConfig(
+          {
+            auths: {
+              [registry.host]: {
+                auth: btoa('00000000-0000-0000-0000-000000000000:'),
+                identitytoken: token,
+              },
+            },
+          },
+          'config.json',
+        );
+      const c = client(registry, {
+        caCertificates: [certs.caCert],
+        credentials: dockerConfig(identityToken),
+      });
+      const image = await c.resolve(`${registry.host}/app:v1`, amd64);
+      expect((await readAll(await c.openBlob(image, image.manifest.layers[0]!))).equals(layer)).to.be.true;
+      await c.resolve(`${registry.host}/app:v1`, amd64);
+
+      expect(posts, 'one exchange, its token reused').to.have.length(1);
+      const post = posts[0]!;
+      expect(post.url).to.equal('/oauth2/token');
+      expect(post.contentType).to.equal('application/x-www-form-urlencoded');
+      expect(post.authorization, 'the refresh token is the credential: no Basic header').to.be.undefined;
+      expect(Object.fromEntries(post.form)).to.deep.equal({
+        grant_type: 'refresh_token',
+        refresh_token: identityToken,
+        client_id: 'kmm-preflight',
+        service: 'reg.example',
+        scope: 'repository:app:pull',
+      });
+      const toRegistry = registry.requests.map((r) => r.authorization ?? '');
+      expect(toRegistry.filter((a) => a === 'Bearer access-for-app').length).to.be.greaterThan(2);
+      expect(toRegistry.join(' '), 'the identity token never reaches the registry').to.not.contain(
+        identityToken,
+      );
+
+      const refused = await rejection(
+        client(registry, {
+          caCertificates: [certs.caCert],
+          credentials: dockerConfig('revoked-refresh-token'),
+        }).resolve(`${registry.host}/app:v1`, amd64),
+      );
+      expect([refused.code, refused.definite]).to.deep.equal(['UNAUTHORIZED', true]);
+      expect(refused.message)
+        .to.contain(`token service ${tokenServer.host} answered 401`)
+        .and.not.contain('revoked-refresh-token');
     });
 
     it('explains an untrusted certificate as a definite failure, and insecureSkipTLSVerify gets past it', async () => {
