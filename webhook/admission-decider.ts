@@ -112,20 +112,19 @@ export class RuleDecider implements AdmissionDecider {
   }
 
   #failureVerdict(resource: string, err: unknown): AdmissionVerdict {
-    const why =
-      err instanceof CacheNotSyncedError
-        ? err.message
-        : `an internal error occurred (${err instanceof Error ? err.name : typeof err}; see the webhook log)`;
+    const notSynced = err instanceof CacheNotSyncedError;
+    const errorName = err instanceof Error ? err.name : typeof err;
     if (this.#policy.failureMode === 'allow') {
-      return allow([
-        `kmm-preflight webhook could not check this ${resource} change: ${why}; admitted unchecked`,
-      ]);
+      const why = notSynced ? 'caches not loaded yet' : `internal error ${errorName}, see the webhook log`;
+      return allow([`${resource} change admitted unchecked (--failure-mode=allow): ${why}`]);
     }
-    const code = err instanceof CacheNotSyncedError ? 503 : 500;
+    const why = notSynced
+      ? `${err.message}; retry shortly`
+      : `an internal error occurred (${errorName}; see the webhook log)`;
     return deny({
-      code,
-      reason: code === 503 ? 'ServiceUnavailable' : 'InternalError',
-      message: `kmm-preflight webhook could not check this ${resource} change: ${why}; denied (--failure-mode=deny), retry`,
+      code: notSynced ? 503 : 500,
+      reason: notSynced ? 'ServiceUnavailable' : 'InternalError',
+      message: `kmm-preflight webhook could not check this ${resource} change, denied (--failure-mode=deny): ${why}`,
     });
   }
 }

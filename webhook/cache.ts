@@ -16,9 +16,7 @@ export interface AdmissionCache {
 export class CacheNotSyncedError extends Error {
   readonly code = 'ERR_CACHE_NOT_SYNCED';
   constructor() {
-    super(
-      'the webhook has not yet loaded PreflightValidationOCP and Module objects from the API server; retry shortly',
-    );
+    super('the webhook has not yet loaded PreflightValidationOCP and Module objects from the API server');
     this.name = 'CacheNotSyncedError';
   }
 }

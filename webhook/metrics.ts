@@ -83,10 +83,12 @@ export class WebhookMetrics {
     });
     this.#certificateReloads = new Counter({
       name: 'kmm_preflight_webhook_certificate_reloads_total',
-      help: 'Serving certificate reloads from disk, by result (success, failure).',
+      help: 'Changes of the certificate files on disk after start-up, by result: success (now served) or failure.',
       labelNames: ['result'],
       registers,
     });
+    // Both series exist from the start, so a rate or an alert on failures works before the first change.
+    for (const result of ['success', 'failure']) this.#certificateReloads.inc({ result }, 0);
   }
 
   requestStarted(): void {
@@ -99,8 +101,14 @@ export class WebhookMetrics {
     this.#latency.observe({ ...labels }, seconds);
   }
 
+  /** The certificate read at start-up: its expiry, not a reload. */
   certificateLoaded(notAfter: Date): void {
     this.#certificateNotAfter.set(notAfter.getTime() / 1000);
+  }
+
+  /** A changed certificate now served. */
+  certificateReloaded(notAfter: Date): void {
+    this.certificateLoaded(notAfter);
     this.#certificateReloads.inc({ result: 'success' });
   }
 

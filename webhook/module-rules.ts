@@ -73,7 +73,8 @@ function reviewWrite(request: AdmissionRequest, context: ModuleRuleContext): Adm
 
   const validateAgain = old == null ? 'validate this Module' : 'validate this Module again';
   const warnings: string[] = [];
-  const breaks: string[] = [];
+  /** Changes that break an active preflight: the full denial, and the short warning under policy warn. */
+  const breaks: { readonly denial: string; readonly warning: string }[] = [];
   for (const preflight of context.activePreflights()) {
     if (preflight.kernel === undefined) {
       warnings.push(`PreflightValidationOCP ${preflight.name} is in progress: it will ${validateAgain}`);
@@ -86,43 +87,51 @@ function reviewWrite(request: AdmissionRequest, context: ModuleRuleContext): Adm
       );
       continue;
     }
+    const problem = `${now.problem} for ${preflight.kernel}`;
     // Only a Module that was valid before can regress; an old object that never was valid is not protected.
     const before =
       old == null || validateModule(old).length > 0 ? undefined : usableFor(old, preflight.kernel);
     if (before?.ok === true) {
-      breaks.push(
-        `this change leaves Module ${key} with ${now.problem} for kernel ${preflight.kernel}, the target of ` +
-          `the active PreflightValidationOCP ${preflight.name} (${preflight.why}). Keep a kernelMappings entry ` +
-          `with a valid image for ${preflight.kernel}, or make this change once ${preflight.name} is complete or deleted`,
-      );
+      breaks.push({
+        denial:
+          `this change leaves Module ${key} with ${now.problem}${now.detail} for kernel ${preflight.kernel}, the ` +
+          `target of the active PreflightValidationOCP ${preflight.name} (${preflight.why}). Keep a kernelMappings ` +
+          `entry with a valid image for ${preflight.kernel}, or make this change once ${preflight.name} is complete or deleted`,
+        warning: `Module ${key}: ${problem}, target of pfvo ${preflight.name} (policy warn)`,
+      });
     } else {
-      warnings.push(
-        `Module ${key} has ${now.problem} for kernel ${preflight.kernel}: PreflightValidationOCP ${preflight.name} will report it failed`,
-      );
+      warnings.push(`Module ${key} has ${problem}: pfvo ${preflight.name} will report it failed`);
     }
   }
   if (breaks.length === 0) return allow(warnings);
-  if (context.policy === 'warn') {
-    return allow([...breaks.map((b) => `${b} (admitted: --module-policy=warn)`), ...warnings]);
-  }
-  return denyForbidden(breaks.join('; '), warnings);
+  if (context.policy === 'warn') return allow([...breaks.map((b) => b.warning), ...warnings]);
+  return denyForbidden(breaks.map((b) => b.denial).join('; '), warnings);
 }
 
-type Usability = { readonly ok: true } | { readonly ok: false; readonly problem: string };
+type Usability =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      /** Short, for warnings: "no kernel mapping", "no valid image". */
+      readonly problem: string;
+      /** Why, for denials: " (<resolver message>)" or "". */
+      readonly detail: string;
+    };
 
 /** Whether the Module resolves, for `kernel`, to a mapping with an image reference that parses. */
 function usableFor(module: Module, kernel: string): Usability {
   const resolved = resolveModuleForKernel(module, kernel);
   if (resolved.ok) return { ok: true };
+  const detail = ` (${resolved.error.message})`;
   switch (resolved.error.code) {
     case 'NO_MAPPING':
-      return { ok: false, problem: 'no kernel mapping' };
+      return { ok: false, problem: 'no kernel mapping', detail: '' };
     case 'INVALID_IMAGE':
     case 'INVALID_SUBSTITUTION':
     case 'NO_CONTAINER_IMAGE':
-      return { ok: false, problem: `no valid image (${resolved.error.message})` };
+      return { ok: false, problem: 'no valid image', detail };
     default:
-      return { ok: false, problem: `no usable mapping (${resolved.error.message})` };
+      return { ok: false, problem: 'no usable mapping', detail };
   }
 }
 

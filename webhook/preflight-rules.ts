@@ -44,8 +44,7 @@ export function reviewPreflight(request: AdmissionRequest, context: PreflightRul
   const warnings: string[] = [];
   if (reference.ok && digestOf(reference.data) === undefined) {
     warnings.push(
-      `spec.releaseImage ${spec.releaseImage} is not pinned by digest: the tag can move during the upgrade window; ` +
-        'use <image>@sha256:<digest>',
+      'spec.releaseImage is not pinned by digest: the tag can move during the upgrade window; use @sha256:<digest>',
     );
   }
   if (spec.pushBuiltImage !== true) {
@@ -55,8 +54,7 @@ export function reviewPreflight(request: AdmissionRequest, context: PreflightRul
       .map((m) => `${m.metadata.namespace}/${m.metadata.name}`);
     if (buildAndSign.length > 0) {
       warnings.push(
-        `spec.pushBuiltImage is false but Module ${listNames(buildAndSign)} build and sign: ` +
-          'the Sign stage would have no input image; set spec.pushBuiltImage: true',
+        `Module ${listNames(buildAndSign)} build and sign: Sign needs the built image; set spec.pushBuiltImage: true`,
       );
     }
   }
@@ -67,8 +65,7 @@ export function reviewPreflight(request: AdmissionRequest, context: PreflightRul
       .map((other) => other.metadata.name);
     if (sameRelease.length > 0) {
       warnings.push(
-        `PreflightValidationOCP ${listNames(sameRelease)} already validates this release: ` +
-          'both will validate every Module; delete one',
+        `PreflightValidationOCP ${listNames(sameRelease)} already validates this release; delete one of them`,
       );
     }
   }

@@ -98,7 +98,7 @@ export class WebhookServer {
         : { pollIntervalMs: options.certificatePollIntervalMs }),
       onChange: (certificate) => {
         server.setSecureContext({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key });
-        metrics.certificateLoaded(certificate.notAfter);
+        metrics.certificateReloaded(certificate.notAfter);
         logger.info(
           { fingerprint256: certificate.fingerprint256, notAfter: certificate.notAfter.toISOString() },
           'serving certificate reloaded',

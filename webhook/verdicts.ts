@@ -2,6 +2,13 @@ import type { AdmissionStatus, AdmissionVerdict } from './admission-review.ts';
 
 /** Builders for the verdicts rules return, so codes and reasons stay consistent across rules. */
 
+/**
+ * kubectl prints each warning on its own line; the Kubernetes documentation advises at most 120 characters and
+ * warns that longer ones (over 256) may be truncated. Warnings name the object and the fix, and leave the detail
+ * to denials and the preflight's status.
+ */
+export const WARNING_MAX_CHARS = 120;
+
 export function allow(warnings: readonly string[] = []): AdmissionVerdict {
   return { allowed: true, warnings };
 }

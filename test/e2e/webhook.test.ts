@@ -339,7 +339,7 @@ describe('webhook e2e: kmm-preflight webhook behind the real API server', functi
   it('a valid PreflightValidationOCP is admitted with its warnings', async () => {
     const result = await apply(preflight(`tagged-${RUN}`, TAGGED_RELEASE));
     expect(result.code, result.stderr).to.equal(0);
-    expect(result.stderr).to.contain(`Warning: spec.releaseImage ${TAGGED_RELEASE} is not pinned by digest`);
+    expect(result.stderr).to.contain('Warning: spec.releaseImage is not pinned by digest');
     const again = await apply(preflight(`tagged2-${RUN}`, TAGGED_RELEASE));
     expect(again.code, again.stderr).to.equal(0);
     expect(again.stderr).to.contain(

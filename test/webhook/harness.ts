@@ -12,6 +12,7 @@ import { RuleDecider, type AdmissionPolicy } from '../../webhook/admission-decid
 import type { AdmissionCache } from '../../webhook/cache.ts';
 import { WebhookMetrics } from '../../webhook/metrics.ts';
 import { WebhookServer, type ServerTimeouts } from '../../webhook/server.ts';
+import { WARNING_MAX_CHARS } from '../../webhook/verdicts.ts';
 
 /** An AdmissionCache whose contents a test sets directly. */
 export class FixedCache implements AdmissionCache {
@@ -101,7 +102,10 @@ export interface TestWebhook {
   readonly certificates: WrittenCertificates & { dir: string };
   /** Everything the webhook logged, as text (JSON lines). */
   logs(): string;
-  /** POSTs a body (an object is sent as JSON, a string or Buffer as is) to `path` over keep-alive HTTPS. */
+  /**
+   * POSTs a body (an object is sent as JSON, a string or Buffer as is) to `path` over keep-alive HTTPS. Rejects
+   * an answer with a warning over WARNING_MAX_CHARS.
+   */
   post(body: unknown, path?: string, headers?: Record<string, string>): Promise<PostResult>;
   close(): Promise<void>;
 }
@@ -158,7 +162,12 @@ export async function startTestWebhook(options: StartOptions = {}): Promise<Test
         dispatcher: agent,
       });
       const text = await response.body.text();
-      return { status: response.statusCode, body: JSON.parse(text) as ReviewAnswer };
+      const answer = JSON.parse(text) as ReviewAnswer;
+      // Every answer of every test keeps to the documented bound (names as realistic as the fixtures').
+      const long = (answer.response?.warnings ?? []).filter((w) => w.length > WARNING_MAX_CHARS);
+      if (long.length > 0)
+        throw new Error(`warnings over ${WARNING_MAX_CHARS} characters: ${long.join(' | ')}`);
+      return { status: response.statusCode, body: answer };
     },
     close: async () => {
       await agent.close();

@@ -68,8 +68,10 @@ describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', functio
     expect(answer.response.uid).to.equal(body.request.uid);
     expect(answer.response.allowed).to.equal(false);
     expect(answer.response.status).to.include({ code: 500, reason: 'InternalError' });
-    expect(answer.response.status.message).to.contain('could not check this preflightvalidationsocp change');
-    expect(answer.response.status.message).to.contain('--failure-mode=deny');
+    expect(answer.response.status.message).to.equal(
+      'kmm-preflight webhook could not check this preflightvalidationsocp change, denied (--failure-mode=deny): ' +
+        'an internal error occurred (Error; see the webhook log)',
+    );
     expect(webhook.logs()).to.contain('admission rules failed');
   });
 
@@ -78,7 +80,10 @@ describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', functio
     const preflightBody = await fixture('preflight-create.json');
     const { body: waiting } = await webhook.post(preflightBody);
     expect(waiting.response.status).to.include({ code: 503, reason: 'ServiceUnavailable' });
-    expect(waiting.response.status.message).to.contain('retry shortly');
+    expect(waiting.response.status.message).to.equal(
+      'kmm-preflight webhook could not check this preflightvalidationsocp change, denied (--failure-mode=deny): ' +
+        'the webhook has not yet loaded PreflightValidationOCP and Module objects from the API server; retry shortly',
+    );
     const invalid = await fixture('module-update.json');
     invalid.request.object.spec.moduleLoader.container.kernelMappings = [{ regexp: '(' }];
     const { body: answer } = await webhook.post(invalid);
@@ -103,7 +108,15 @@ describe('webhook robustness: bad bodies, failures, logs, metrics, TLS', functio
       open.cache.failure = new TypeError('boom');
       const { body: answer } = await open.post(await fixture('module-update.json'));
       expect(answer.response.allowed).to.equal(true);
-      expect(answer.response.warnings[0]).to.contain('admitted unchecked');
+      expect(answer.response.warnings).to.deep.equal([
+        'modules change admitted unchecked (--failure-mode=allow): internal error TypeError, see the webhook log',
+      ]);
+      open.cache.failure = undefined;
+      open.cache.isSynced = false;
+      const { body: waiting } = await open.post(await fixture('preflight-create.json'));
+      expect(waiting.response.warnings).to.deep.equal([
+        'preflightvalidationsocp change admitted unchecked (--failure-mode=allow): caches not loaded yet',
+      ]);
     } finally {
       await open.close();
     }
