@@ -2,12 +2,8 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 
 import { UsageError } from './io.ts';
-import {
-  CredentialsError,
-  RegistryCredentials,
-  loadCredentialsFile,
-  registryAuthFileFromEnv,
-} from '../image/registry/credentials.ts';
+import type { RegistryCredentials } from '../image/registry/credentials.ts';
+import { CredentialsError, authFileLookup, loadAuthFiles } from '../image/registry/credentials.ts';
 import type { Platform, RegistryTLS } from '../image/source.ts';
 
 /**
@@ -48,7 +44,8 @@ export function addRegistryFlags(command: Command): Command {
     .option('--ca-file <file>', 'extra trusted CA certificates (PEM); repeatable', collect, [])
     .option(
       '--auth-file <file>',
-      'registry credentials (Docker config JSON / podman auth.json); default $REGISTRY_AUTH_FILE',
+      'registry credentials (Docker config JSON / podman auth.json); default $REGISTRY_AUTH_FILE, else ' +
+        '$XDG_RUNTIME_DIR/containers/auth.json; then ~/.config/containers/auth.json, ~/.docker/config.json',
     );
 }
 
@@ -78,19 +75,13 @@ export async function registryAccessFromFlags(
     }
     caCertificates.push(pem);
   }
-  const authFile = flags.authFile ?? registryAuthFileFromEnv(env);
-  let credentials = RegistryCredentials.none;
-  if (authFile !== undefined) {
-    try {
-      credentials = await loadCredentialsFile(authFile);
-    } catch (err) {
-      if (err instanceof CredentialsError) {
-        throw new UsageError(
-          `${flags.authFile === undefined ? 'REGISTRY_AUTH_FILE' : '--auth-file'}: ${err.message}`,
-        );
-      }
-      throw err;
-    }
+  let credentials: RegistryCredentials;
+  try {
+    credentials = await loadAuthFiles(authFileLookup(flags.authFile, env));
+  } catch (err) {
+    // The message names the flag, the variable or the default file, and never a secret.
+    if (err instanceof CredentialsError) throw new UsageError(err.message);
+    throw err;
   }
   return {
     platform: { os: 'linux', architecture, ...(variant === undefined ? {} : { variant }) },

@@ -33,7 +33,7 @@ describe('kmm-preflight release (offline)', () => {
     [
       'an unreadable --auth-file',
       ['release', 'quay.io/a/b:1', '--auth-file', '/nonexistent/auth.json'],
-      /--auth-file: cannot read the registry auth file/,
+      /--auth-file \/nonexistent\/auth.json: cannot read it \(ENOENT\)/,
     ],
     [
       'an unreadable --ca-file',

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /**
  * Registry credentials from Docker config JSON, as kept in `~/.docker/config.json`, podman's auth.json, and
@@ -36,6 +37,8 @@ interface Entry {
   /** Repository path prefix, '' for the whole registry. */
   readonly path: string;
   readonly auth: RegistryAuth;
+  /** Which merged source the entry came from (0 first): an earlier source that matches wins. */
+  readonly source: number;
 }
 
 /** Docker Hub's spellings: config files use the v1 index URL, references use docker.io. */
@@ -115,7 +118,17 @@ export class RegistryCredentials {
 
   /** Earlier sources win: pass a Module's own secret before the cluster pull secret. */
   static merge(...sources: readonly RegistryCredentials[]): RegistryCredentials {
-    return new RegistryCredentials(sources.flatMap((s) => s.#entries));
+    const entries: Entry[] = [];
+    let offset = 0;
+    for (const credentials of sources) {
+      let count = 0;
+      for (const entry of credentials.#entries) {
+        entries.push({ ...entry, source: offset + entry.source });
+        count = Math.max(count, entry.source + 1);
+      }
+      offset += count;
+    }
+    return new RegistryCredentials(entries);
   }
 
   /**
@@ -127,6 +140,7 @@ export class RegistryCredentials {
     const { host } = normalizeRegistryKey(registry);
     let best: { entry: Entry; score: number } | undefined;
     for (const entry of this.#entries) {
+      if (best !== undefined && entry.source !== best.entry.source) break; // entries are in source order
       if (!hostMatches(entry.host, host)) continue;
       if (entry.path !== '' && repository !== entry.path && !repository.startsWith(`${entry.path}/`))
         continue;
@@ -149,7 +163,7 @@ function parseAuths(auths: Record<string, unknown>, source: string, prefix: stri
     if (!isObject(value)) throw new CredentialsError(`${source}: ${field} is not an object`);
     const auth = parseEntry(value, source, field);
     if (auth === undefined) continue; // e.g. `{"email": ...}` only: nothing to authenticate with
-    entries.push({ ...normalizeRegistryKey(key), auth });
+    entries.push({ ...normalizeRegistryKey(key), auth, source: 0 });
   }
   return entries;
 }
@@ -209,21 +223,68 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The auth file `REGISTRY_AUTH_FILE` names, as skopeo and podman honour it; undefined when unset. */
-export function registryAuthFileFromEnv(env: NodeJS.ProcessEnv): string | undefined {
-  const path = env['REGISTRY_AUTH_FILE']?.trim();
-  return path ? path : undefined;
+/** One registry auth file to read, and how the user came to it. */
+export interface AuthFile {
+  readonly path: string;
+  /** For messages: the flag or variable that named it, or `default`. */
+  readonly origin: '--auth-file' | 'REGISTRY_AUTH_FILE' | 'default';
+  /** `~/.dockercfg`: the auths map alone. */
+  readonly legacyFormat?: boolean;
 }
 
-/** Reads a Docker config JSON / podman auth.json file; a missing or unreadable file is a CredentialsError. */
-export async function loadCredentialsFile(path: string): Promise<RegistryCredentials> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CredentialsError(
-      `cannot read the registry auth file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+/**
+ * The auth files skopeo and podman read, in their order (containers-auth.json(5)): the file named by --auth-file,
+ * else by REGISTRY_AUTH_FILE, else the primary ${XDG_RUNTIME_DIR}/containers/auth.json; then
+ * ${XDG_CONFIG_HOME:-$HOME/.config}/containers/auth.json, $HOME/.docker/config.json and $HOME/.dockercfg. Only the
+ * variables in `env` are read; a location whose variable is unset is left out.
+ */
+export function authFileLookup(authFileFlag: string | undefined, env: NodeJS.ProcessEnv): AuthFile[] {
+  const variable = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value ? value : undefined;
+  };
+  const files: AuthFile[] = [];
+  const fromEnv = variable('REGISTRY_AUTH_FILE');
+  const runtimeDir = variable('XDG_RUNTIME_DIR');
+  if (authFileFlag !== undefined) files.push({ path: authFileFlag, origin: '--auth-file' });
+  else if (fromEnv !== undefined) files.push({ path: fromEnv, origin: 'REGISTRY_AUTH_FILE' });
+  else if (runtimeDir !== undefined) {
+    files.push({ path: join(runtimeDir, 'containers', 'auth.json'), origin: 'default' });
+  }
+  const home = variable('HOME');
+  const configHome = variable('XDG_CONFIG_HOME') ?? (home === undefined ? undefined : join(home, '.config'));
+  if (configHome !== undefined) {
+    files.push({ path: join(configHome, 'containers', 'auth.json'), origin: 'default' });
+  }
+  if (home !== undefined) {
+    files.push({ path: join(home, '.docker', 'config.json'), origin: 'default' });
+    files.push({ path: join(home, '.dockercfg'), origin: 'default', legacyFormat: true });
+  }
+  return files;
+}
+
+/**
+ * Reads `files` in order; a registry's credentials come from the first file with an entry for it. A named file
+ * that cannot be read, and any file that is not valid, is a CredentialsError naming the flag or variable; a default
+ * location that does not exist is skipped.
+ */
+export async function loadAuthFiles(files: readonly AuthFile[]): Promise<RegistryCredentials> {
+  const loaded: RegistryCredentials[] = [];
+  for (const file of files) {
+    const label = `${file.origin === 'default' ? 'default auth file' : file.origin} ${file.path}`;
+    let text: string;
+    try {
+      text = await readFile(file.path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (file.origin === 'default' && (code === 'ENOENT' || code === 'ENOTDIR')) continue;
+      throw new CredentialsError(`${label}: cannot read it (${code ?? String(err)})`);
+    }
+    loaded.push(
+      file.legacyFormat === true
+        ? RegistryCredentials.fromDockerCfg(text, label)
+        : RegistryCredentials.fromDockerConfig(text, label),
     );
   }
-  return RegistryCredentials.fromDockerConfig(text, path);
+  return RegistryCredentials.merge(...loaded);
 }

@@ -1,14 +1,14 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { expect } from 'chai';
 
 import {
+  authFileLookup,
   CredentialsError,
-  loadCredentialsFile,
+  loadAuthFiles,
   normalizeRegistryKey,
-  registryAuthFileFromEnv,
   RegistryCredentials,
 } from '../../../src/image/registry/credentials.ts';
 
@@ -120,24 +120,110 @@ describe('registry: credentials', () => {
     );
   });
 
-  it('loads an auth file and honours REGISTRY_AUTH_FILE', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kmm-creds-'));
-    try {
-      const file = join(dir, 'auth.json');
-      await writeFile(file, JSON.stringify({ auths: { 'localhost:5000': { auth: b64('u:p') } } }));
-      expect(registryAuthFileFromEnv({ REGISTRY_AUTH_FILE: file })).to.equal(file);
-      expect(registryAuthFileFromEnv({})).to.be.undefined;
-      expect((await loadCredentialsFile(file)).forRegistry('localhost:5000')).to.deep.equal({
-        username: 'u',
-        password: 'p',
-      });
-      await loadCredentialsFile(join(dir, 'missing.json')).then(
-        () => expect.fail('should reject'),
-        (err: Error) =>
-          expect(err.message).to.match(/cannot read the registry auth file .*missing\.json: ENOENT/),
-      );
-    } finally {
+  it('lets the first merged source that has a registry win, even over a more specific entry in a later one', () => {
+    const moduleSecret = RegistryCredentials.fromDockerConfig(
+      { auths: { 'quay.io': { auth: b64('mod:1') } } },
+      'a',
+    );
+    const clusterSecret = RegistryCredentials.fromDockerConfig(
+      { auths: { 'quay.io/team': { auth: b64('cluster:2') }, 'other.io': { auth: b64('o:3') } } },
+      'b',
+    );
+    const merged = RegistryCredentials.merge(moduleSecret, clusterSecret);
+    expect(merged.forRegistry('quay.io', 'team/img')?.username).to.equal('mod');
+    expect(merged.forRegistry('other.io')?.username).to.equal('o');
+    // Merging is associative: a merged source keeps the order of its parts.
+    const nested = RegistryCredentials.merge(
+      RegistryCredentials.merge(RegistryCredentials.none, clusterSecret),
+      moduleSecret,
+    );
+    expect(nested.forRegistry('quay.io', 'team/img')?.username).to.equal('cluster');
+    expect(nested.forRegistry('quay.io', 'elsewhere/img')?.username).to.equal('mod');
+  });
+
+  describe('auth files, in the order skopeo and podman read them', () => {
+    let dir: string;
+    let env: NodeJS.ProcessEnv;
+    const write = async (path: string, content: unknown): Promise<string> => {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, typeof content === 'string' ? content : JSON.stringify(content));
+      return path;
+    };
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'kmm-creds-'));
+      env = { HOME: join(dir, 'home'), XDG_RUNTIME_DIR: join(dir, 'run') };
+    });
+    afterEach(async () => {
       await rm(dir, { recursive: true, force: true });
-    }
+    });
+
+    it('lists --auth-file, else REGISTRY_AUTH_FILE, else the runtime auth.json, then the per-user fallbacks', () => {
+      const fallbacks = [
+        { path: join(dir, 'home/.config/containers/auth.json'), origin: 'default' },
+        { path: join(dir, 'home/.docker/config.json'), origin: 'default' },
+        { path: join(dir, 'home/.dockercfg'), origin: 'default', legacyFormat: true },
+      ];
+      expect(authFileLookup(undefined, env)).to.deep.equal([
+        { path: join(dir, 'run/containers/auth.json'), origin: 'default' },
+        ...fallbacks,
+      ]);
+      expect(authFileLookup(undefined, { ...env, REGISTRY_AUTH_FILE: '/etc/auth.json' })).to.deep.equal([
+        { path: '/etc/auth.json', origin: 'REGISTRY_AUTH_FILE' },
+        ...fallbacks,
+      ]);
+      expect(authFileLookup('/x.json', { ...env, REGISTRY_AUTH_FILE: '/etc/auth.json' })).to.deep.equal([
+        { path: '/x.json', origin: '--auth-file' },
+        ...fallbacks,
+      ]);
+      expect(authFileLookup(undefined, { XDG_CONFIG_HOME: '/cfg', REGISTRY_AUTH_FILE: ' ' })).to.deep.equal([
+        { path: '/cfg/containers/auth.json', origin: 'default' },
+      ]);
+      expect(authFileLookup(undefined, {})).to.deep.equal([]);
+    });
+
+    it('takes each registry from the first file that has it, and skips default files that do not exist', async () => {
+      await write(join(dir, 'run/containers/auth.json'), { auths: { 'a.io': { auth: b64('runtime:1') } } });
+      await write(join(dir, 'home/.docker/config.json'), {
+        auths: { 'a.io': { auth: b64('docker:2') }, 'b.io': { auth: b64('docker:3') } },
+        credsStore: 'desktop',
+      });
+      await write(join(dir, 'home/.dockercfg'), { 'c.io': { auth: b64('legacy:4') } });
+      // ~/.config/containers/auth.json does not exist: skipped.
+      const credentials = await loadAuthFiles(authFileLookup(undefined, env));
+      expect(credentials.forRegistry('a.io')?.username).to.equal('runtime');
+      expect(credentials.forRegistry('b.io')?.username).to.equal('docker');
+      expect(credentials.forRegistry('c.io')?.username).to.equal('legacy');
+      // A named file replaces the runtime auth.json; the per-user fallbacks still follow it.
+      const named = await write(join(dir, 'named.json'), { auths: { 'n.io': { auth: b64('named:5') } } });
+      const withFlag = await loadAuthFiles(authFileLookup(named, env));
+      expect(withFlag.forRegistry('n.io')?.username).to.equal('named');
+      expect(withFlag.forRegistry('a.io')?.username).to.equal('docker');
+      expect((await loadAuthFiles(authFileLookup(undefined, {}))).registries()).to.deep.equal([]);
+    });
+
+    it('fails on a named file that is missing, naming the flag or variable, and on any file that is not valid', async () => {
+      const missing = join(dir, 'missing.json');
+      const failure = (files: Parameters<typeof loadAuthFiles>[0]): Promise<Error> =>
+        loadAuthFiles(files).then(
+          () => expect.fail('should reject'),
+          (err: Error) => err,
+        );
+      const byFlag = await failure(authFileLookup(missing, env));
+      expect(byFlag).to.be.instanceOf(CredentialsError);
+      expect(byFlag.message).to.equal(`--auth-file ${missing}: cannot read it (ENOENT)`);
+      const byVariable = await failure(authFileLookup(undefined, { ...env, REGISTRY_AUTH_FILE: missing }));
+      expect(byVariable.message).to.equal(`REGISTRY_AUTH_FILE ${missing}: cannot read it (ENOENT)`);
+      const docker = await write(join(dir, 'home/.docker/config.json'), {
+        auths: { 'a.io': { auth: b64('user-without-colon') } },
+      });
+      const invalid = await failure(authFileLookup(undefined, env));
+      expect(invalid.message).to.equal(
+        `default auth file ${docker}: auths.a.io.auth is not base64 user:password`,
+      );
+      await write(join(dir, 'home/.docker/config.json'), '{');
+      expect((await failure(authFileLookup(undefined, env))).message).to.match(
+        new RegExp(`^default auth file ${docker}: not JSON`),
+      );
+    });
   });
 });
