@@ -120,6 +120,10 @@ async function validateOne(
     kernel,
     pushBuiltImage: request.pushBuiltImage,
     platform: request.platform,
+    // The release's driver-toolkit lists the kernel's in-tree modules (dependencies a module image lacks).
+    ...(request.kernel.state === 'resolved' && request.kernel.dtkImage !== undefined
+      ? { driverToolkitImage: request.kernel.dtkImage }
+      : {}),
   });
 }
 

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { UsageError } from './io.ts';
 import type { RegistryCredentials } from '../image/registry/credentials.ts';
 import { CredentialsError, authFileLookup, loadAuthFiles } from '../image/registry/credentials.ts';
+import { parseTargetPlatform } from '../image/platform.ts';
 import type { Platform, RegistryTLS } from '../image/source.ts';
 
 /**
@@ -27,13 +28,11 @@ export interface RegistryAccess {
   readonly credentials: RegistryCredentials;
 }
 
-const ARCHITECTURE = /^[a-z0-9_]+(\/[a-z0-9]+)?$/;
-
 export function addRegistryFlags(command: Command): Command {
   return command
     .option(
       '--arch <arch>',
-      "the target nodes' architecture (amd64, arm64, ppc64le, s390x; arm64/v8 style allowed)",
+      "the target nodes' architecture (amd64, arm64, ppc64le, s390x; x86_64, aarch64 and arm64/v8 accepted)",
       'amd64',
     )
     .option('--insecure', 'allow plain HTTP to the registry (registryTLS.insecure)')
@@ -54,12 +53,8 @@ export async function registryAccessFromFlags(
   flags: RegistryFlagValues,
   env: NodeJS.ProcessEnv,
 ): Promise<RegistryAccess> {
-  if (!ARCHITECTURE.test(flags.arch)) {
-    throw new UsageError(
-      `--arch '${flags.arch}': expected an architecture such as amd64, arm64, ppc64le or s390x`,
-    );
-  }
-  const [architecture, variant] = flags.arch.split('/') as [string, string | undefined];
+  const target = parseTargetPlatform(flags.arch);
+  if (!target.ok) throw new UsageError(`--arch: ${target.message}`);
   const caCertificates: string[] = [];
   for (const file of flags.caFile ?? []) {
     let pem: string;
@@ -84,7 +79,7 @@ export async function registryAccessFromFlags(
     throw err;
   }
   return {
-    platform: { os: 'linux', architecture, ...(variant === undefined ? {} : { variant }) },
+    platform: target.platform,
     tls: {
       ...(flags.insecure === true ? { insecure: true } : {}),
       ...(flags.insecureSkipTlsVerify === true ? { insecureSkipTLSVerify: true } : {}),

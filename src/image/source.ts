@@ -96,3 +96,23 @@ export class ImageError extends Error {
     this.definite = options?.definite ?? !['UNREACHABLE', 'TIMEOUT'].includes(code);
   }
 }
+
+/**
+ * The registry's answer in `err` without the image name it starts with (`<registry>/<repo>@<tag>: not found`), for
+ * reasons that already name `reference`: the image is said once.
+ */
+export function imageErrorAnswer(err: ImageError, reference: string): string {
+  const separator = err.message.indexOf(': ');
+  if (separator < 0) return err.message;
+  const head = err.message.slice(0, separator);
+  return head === reference || repositoryOf(head) === repositoryOf(reference)
+    ? err.message.slice(separator + 2)
+    : err.message;
+}
+
+/** `host/repo:tag`, `host/repo@sha256:…`, `host/repo@tag` → `host/repo`. */
+function repositoryOf(reference: string): string {
+  const name = reference.split('@')[0] ?? reference;
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}

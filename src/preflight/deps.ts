@@ -1,4 +1,6 @@
 import type { Module } from '../api/module.ts';
+import type { Platform } from '../image/source.ts';
+import type { InTreeModuleSource } from '../image/stage/types.ts';
 import { verifyModuleImage, type ImageStageDeps } from '../image/stage/verify.ts';
 import { RegexpCache } from '../kernel/regexp.ts';
 import { resolveModuleForKernel, type ModuleLoaderData } from '../kernel/resolve.ts';
@@ -15,10 +17,23 @@ import { unavailableBuildSignStage, type BuildSignStage, type ImageStage } from 
 /** Credentials for pulling a Module's image (opaque to the engine; the registry package reads them). */
 export type CredentialsLookup = (module: Module, data: ModuleLoaderData) => Promise<unknown>;
 
+/** The target kernel's in-tree module list in the release's driver-toolkit image (src/release/in-tree-modules.ts). */
+export type InTreeModulesLookup = (request: {
+  readonly driverToolkitImage: string;
+  readonly kernel: string;
+  readonly platform: Platform;
+  readonly signal?: AbortSignal;
+}) => InTreeModuleSource;
+
 export interface PreflightWiring {
   readonly image: ImageStageDeps;
   /** Default: none (the image source's own defaults apply). */
   readonly credentials?: CredentialsLookup;
+  /**
+   * Default: none, so a dependency a module image lacks is assumed in-tree (noted, unverified). Used when the
+   * validation has a driver-toolkit image (a resolved release).
+   */
+  readonly inTreeModules?: InTreeModulesLookup;
   /** Default: reported as not available (unavailableBuildSignStage). */
   readonly buildSign?: BuildSignStage<ModuleLoaderData>;
   /** Share one across calls; one is made when omitted. */
@@ -29,7 +44,7 @@ export function createPreflightDeps(wiring: PreflightWiring): PreflightDeps<Modu
   const regexps = wiring.regexps ?? new RegexpCache();
   return {
     resolveModule: (module, kernel) => resolveModuleForKernel(module, kernel, { regexps }),
-    image: moduleImageStage(wiring.image, wiring.credentials),
+    image: moduleImageStage(wiring.image, wiring.credentials, wiring.inTreeModules),
     buildSign: wiring.buildSign ?? unavailableBuildSignStage(),
   };
 }
@@ -41,10 +56,20 @@ export function createPreflightDeps(wiring: PreflightWiring): PreflightDeps<Modu
 export function moduleImageStage(
   deps: ImageStageDeps,
   credentials?: CredentialsLookup,
+  inTreeModules?: InTreeModulesLookup,
 ): ImageStage<ModuleLoaderData> {
   return {
     async verify(ctx, options) {
       const found = credentials === undefined ? undefined : await credentials(ctx.module, ctx.data);
+      const inTree =
+        inTreeModules === undefined || ctx.driverToolkitImage === undefined
+          ? undefined
+          : inTreeModules({
+              driverToolkitImage: ctx.driverToolkitImage,
+              kernel: ctx.kernel,
+              platform: ctx.platform,
+              ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+            });
       const verdict = await verifyModuleImage(deps, {
         reference: options?.image ?? ctx.data.containerImage,
         kernel: ctx.kernel,
@@ -54,6 +79,7 @@ export function moduleImageStage(
         tls: ctx.data.registryTLS,
         ...(found === undefined ? {} : { credentials: found }),
         ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+        ...(inTree === undefined ? {} : { inTreeModules: inTree }),
       });
       return {
         verified: verdict.verified,

@@ -17,31 +17,26 @@ export interface ReleaseFacts {
 export type CachedOutcome = { readonly facts: ReleaseFacts } | { readonly error: ReleaseError };
 
 /**
- * Release resolutions by release digest and architecture, bounded (least recently used goes first), with resolutions
- * in flight shared so concurrent requests for one release download it once. Pass one instance to every
- * resolveRelease call that should share it.
+ * Outcomes keyed by what pins their content (a digest), bounded (least recently used goes first), with computations
+ * in flight shared so concurrent requests for one key compute it once.
  */
-export class ReleaseCache {
+export class OutcomeCache<T> {
   readonly #maxEntries: number;
-  readonly #entries = new Map<string, CachedOutcome>();
-  readonly #inFlight = new Map<string, Promise<CachedOutcome>>();
+  readonly #entries = new Map<string, T>();
+  readonly #inFlight = new Map<string, Promise<T>>();
 
   constructor(maxEntries = 64) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
-      throw new RangeError(`ReleaseCache maxEntries must be a positive integer, not ${maxEntries}`);
+      throw new RangeError(`${new.target.name} maxEntries must be a positive integer, not ${maxEntries}`);
     }
     this.#maxEntries = maxEntries;
-  }
-
-  static key(digest: string, architecture: string): string {
-    return `${digest}|${architecture}`;
   }
 
   get size(): number {
     return this.#entries.size;
   }
 
-  get(key: string): CachedOutcome | undefined {
+  get(key: string): T | undefined {
     const outcome = this.#entries.get(key);
     if (outcome !== undefined) {
       this.#entries.delete(key);
@@ -51,10 +46,10 @@ export class ReleaseCache {
   }
 
   /**
-   * The outcome for `key`: cached, joined from a resolution in flight, or computed by `compute`. Only outcomes
+   * The outcome for `key`: cached, joined from a computation in flight, or computed by `compute`. Only outcomes
    * that `compute` returns are kept; a thrown error (transient, or about where the image lives) is not.
    */
-  async obtain(key: string, compute: () => Promise<CachedOutcome>): Promise<CachedOutcome> {
+  async obtain(key: string, compute: () => Promise<T>): Promise<T> {
     const cached = this.get(key);
     if (cached !== undefined) return cached;
     const pending = this.#inFlight.get(key);
@@ -71,7 +66,7 @@ export class ReleaseCache {
     }
   }
 
-  #set(key: string, outcome: CachedOutcome): void {
+  #set(key: string, outcome: T): void {
     this.#entries.delete(key);
     this.#entries.set(key, outcome);
     while (this.#entries.size > this.#maxEntries) {
@@ -79,5 +74,15 @@ export class ReleaseCache {
       if (oldest.done === true) break;
       this.#entries.delete(oldest.value);
     }
+  }
+}
+
+/**
+ * Release resolutions by release digest and architecture. Pass one instance to every resolveRelease call that should
+ * share it.
+ */
+export class ReleaseCache extends OutcomeCache<CachedOutcome> {
+  static key(digest: string, architecture: string): string {
+    return `${digest}|${architecture}`;
   }
 }

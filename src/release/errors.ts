@@ -1,4 +1,4 @@
-import { ImageError } from '../image/source.ts';
+import { ImageError, imageErrorAnswer } from '../image/source.ts';
 
 /**
  * Why a release image could not be turned into a kernel. Each code has a condition reason (CamelCase, for the
@@ -69,10 +69,7 @@ export function releaseErrorFromImageError(
 ): ReleaseError {
   if (err instanceof ReleaseError) return err;
   if (!(err instanceof ImageError)) throw err;
-  const answer = err.message.startsWith(`${reference}: `)
-    ? err.message.slice(reference.length + 2)
-    : err.message;
-  const message = `${what}: ${answer}${hint}`;
+  const message = `${what}: ${imageErrorAnswer(err, reference)}${hint}`;
   return err.definite
     ? new ReleaseError(definiteCode, message, { cause: err })
     : new ReleaseError('REGISTRY_UNAVAILABLE', message, { retryable: true, cause: err });

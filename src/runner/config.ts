@@ -1,6 +1,7 @@
 import { UsageError } from '../cli/io.ts';
 import type { LevelWithSilent } from 'pino';
 import { buildSignConfig, BuildSignConfigError, type BuildSignConfig } from '../buildsign/config.ts';
+import { parseTargetPlatform } from '../image/platform.ts';
 import { LOG_LEVELS } from '../platform/logger.ts';
 
 /**
@@ -293,11 +294,14 @@ function dnsLabel(value: string, what: string): string {
   return value;
 }
 
+/** The Go name (x86_64 → amd64), as image indexes and the module check compare it. */
 function architecture(value: string): string {
-  if (!/^[a-z0-9_]+$/.test(value)) {
-    throw new UsageError(`--arch (KMM_PREFLIGHT_ARCH): '${value}' is not an architecture; e.g. amd64, arm64`);
+  const target = parseTargetPlatform(value);
+  if (!target.ok) throw new UsageError(`--arch (KMM_PREFLIGHT_ARCH): ${target.message}`);
+  if (target.platform.variant !== undefined) {
+    throw new UsageError(`--arch (KMM_PREFLIGHT_ARCH): '${value}': give the architecture without a variant`);
   }
-  return value;
+  return target.platform.architecture;
 }
 
 function parsePullSecret(text: string): { pullSecret?: { namespace: string; name: string } } {

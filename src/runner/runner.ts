@@ -22,6 +22,7 @@ import { OpsServer } from '../platform/ops-server.ts';
 import { createPreflightDeps } from '../preflight/deps.ts';
 import { validateModule } from '../preflight/engine.ts';
 import { ReleaseCache } from '../release/cache.ts';
+import { InTreeModuleLists } from '../release/in-tree-modules.ts';
 import { resolveRelease } from '../release/resolve.ts';
 import { readCaFiles } from './ca-files.ts';
 import { ClusterCredentials, readClusterMirrorRules } from './cluster-inputs.ts';
@@ -86,9 +87,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
 
   const platform = { os: 'linux', architecture: config.architecture };
   const buildSign = createBuildSign(client, kc, config.buildSign);
+  // The release's driver-toolkit, read like the release (mirrors, pull secret), lists the kernel's in-tree modules.
+  const inTreeModules = new InTreeModuleLists({ source, credentials: () => credentials.cluster() });
   const engine = createPreflightDeps({
     image: { source, cache: new ImageStageCache() },
     credentials: (module, data) => credentials.forModule(module, data),
+    inTreeModules: (request) => inTreeModules.source(request),
     buildSign: buildSign.port,
     regexps: new RegexpCache(),
   });

@@ -27,7 +27,7 @@ describe('kmm-preflight release (offline)', () => {
     [
       'a bad --arch',
       ['release', 'quay.io/a/b:1', '--arch', 'x86 64'],
-      /--arch 'x86 64': expected an architecture/,
+      /--arch: 'x86 64' is not an architecture; expected one such as amd64/,
     ],
     ['an unknown output format', ['release', 'quay.io/a/b:1', '-o', 'yaml'], /argument 'yaml' is invalid/],
     [

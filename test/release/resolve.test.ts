@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 
 import {
   ART_REPOSITORY,
@@ -10,54 +9,11 @@ import {
   type ReleaseFixture,
   type ReleaseFixtureOptions,
 } from '../../src/fixtures/release.ts';
-import { OciLayoutSource } from '../../src/image/oci-layout/source.ts';
-import { ImageError, type Descriptor, type ImageSource, type ResolvedImage } from '../../src/image/source.ts';
+import type { ImageSource } from '../../src/image/source.ts';
+import { MappedSource, RELEASE_REPO } from './mapped-source.ts';
 import { ReleaseCache } from '../../src/release/cache.ts';
 import { ReleaseError } from '../../src/release/errors.ts';
 import { resolveRelease, type ReleaseRequest } from '../../src/release/resolve.ts';
-
-const RELEASE_REPO = 'quay.io/openshift-release-dev/ocp-release';
-
-/**
- * A registry double backed by real OCI layouts: registry references are served from the layout images they are
- * mapped to (what a push would have done); it counts resolutions and the bytes of every blob read.
- */
-class MappedSource implements ImageSource {
-  readonly layouts = new OciLayoutSource();
-  readonly map = new Map<string, string>();
-  readonly resolved: string[] = [];
-  blobBytes = 0;
-  blobsOpened: string[] = [];
-  unreachable = new Set<string>();
-
-  async resolve(reference: string, options: Parameters<ImageSource['resolve']>[1]) {
-    this.resolved.push(reference);
-    if (this.unreachable.has(reference))
-      throw new ImageError('UNREACHABLE', `${reference}: connect ECONNREFUSED`);
-    const layout = this.map.get(reference);
-    if (layout === undefined) throw new ImageError('NOT_FOUND', `${reference}: manifest unknown`);
-    return this.layouts.resolve(layout, options);
-  }
-
-  async openBlob(image: ResolvedImage, descriptor: Descriptor) {
-    this.blobsOpened.push(descriptor.digest);
-    const stream = await this.layouts.openBlob(image, descriptor);
-    const count = new Transform({
-      transform: (chunk: Buffer, _encoding, done) => {
-        this.blobBytes += chunk.length;
-        done(null, chunk);
-      },
-    });
-    return stream.pipe(count);
-  }
-
-  /** Serves a fixture as a registry would: the release by tag and digest, its driver-toolkit by digest. */
-  publish(fixture: ReleaseFixture, releaseRepo = RELEASE_REPO, dtkRepo = ART_REPOSITORY): void {
-    this.map.set(`${releaseRepo}:${fixture.releaseTag}`, fixture.releaseLayoutReference);
-    this.map.set(`${releaseRepo}@${fixture.releaseDigest}`, fixture.releaseLayoutReference);
-    this.map.set(`${dtkRepo}@${fixture.driverToolkitDigest}`, fixture.driverToolkitLayoutReference);
-  }
-}
 
 describe('resolveRelease (OCI layouts behind a registry double)', function () {
   let tmp: string;
@@ -145,6 +101,31 @@ describe('resolveRelease (OCI layouts behind a registry double)', function () {
       platform: { os: 'linux', architecture: 's390x' },
     });
     expect(s390.code).to.equal('RELEASE_IMAGE_UNAVAILABLE');
+  });
+
+  it('resolves releases in Docker media types, as real payloads are: schema2 and a -multi manifest list', async () => {
+    const single = await setup({ format: 'docker' });
+    const resolved = await resolveRelease(
+      { source: single.source },
+      { releaseImage: `${RELEASE_REPO}:4.19.0-x86_64` },
+    );
+    expect(resolved).to.include({
+      digest: single.fixture.releaseDigest,
+      kernelVersion: '5.14.0-427.13.1.el9_4.x86_64',
+      architecture: 'amd64',
+    });
+    const arch = single.fixture.architectures[0]!;
+    expect(single.source.blobBytes).to.equal(arch.sizes.releaseLastLayer + arch.sizes.driverToolkitTopLayer);
+    const multi = await setup({ format: 'docker', architectures: ['amd64', 'arm64'] });
+    const arm = await resolveRelease(
+      { source: multi.source },
+      { releaseImage: `${RELEASE_REPO}:4.19.0-multi`, platform: { os: 'linux', architecture: 'arm64' } },
+    );
+    expect(arm).to.include({
+      digest: multi.fixture.releaseDigest,
+      kernelVersion: '5.14.0-427.13.1.el9_4.aarch64',
+      architecture: 'arm64',
+    });
   });
 
   it('caches by release digest: by digest nothing is asked again, by tag only the tag', async () => {

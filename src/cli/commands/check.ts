@@ -21,6 +21,7 @@ import { parseKernelVersion } from '../../kernel/version.ts';
 import { createPreflightDeps } from '../../preflight/deps.ts';
 import type { KernelState } from '../../preflight/status.ts';
 import { ReleaseError } from '../../release/errors.ts';
+import { InTreeModuleLists } from '../../release/in-tree-modules.ts';
 import { resolveRelease } from '../../release/resolve.ts';
 
 interface CheckFlags extends RegistryFlagValues {
@@ -120,9 +121,15 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
     const kernel = await targetKernel(flags, { source, access });
     if (kernel.state === 'failed')
       io.stderr.write(`kmm-preflight: release not resolved: ${kernel.message}\n`);
+    const inTreeModules = new InTreeModuleLists({
+      source,
+      credentials: () => Promise.resolve(access.credentials),
+      tls: access.tls,
+    });
     const preflight = createPreflightDeps({
       image: { source, cache: new ImageStageCache() },
       credentials: () => Promise.resolve(access.credentials),
+      inTreeModules: (request) => inTreeModules.source(request),
       buildSign: offlineBuildSignStage(
         kernel.state === 'resolved' && kernel.dtkImage !== undefined
           ? { driverToolkitImage: kernel.dtkImage }

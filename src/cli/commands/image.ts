@@ -5,9 +5,10 @@ import { ExitCode, UsageError, type CliIo } from '../io.ts';
 import { addRegistryFlags, registryAccessFromFlags, type RegistryFlagValues } from '../registry-flags.ts';
 import { parseImageReference } from '../../image/reference.ts';
 import { createImageSource } from '../../image/sources.ts';
-import type { ImageVerdict } from '../../image/stage/types.ts';
+import type { DependencyFindings, ImageVerdict } from '../../image/stage/types.ts';
 import { verifyModuleImage } from '../../image/stage/verify.ts';
 import { parseKernelVersion } from '../../kernel/version.ts';
+import { InTreeModuleLists } from '../../release/in-tree-modules.ts';
 
 interface ImageFlags extends RegistryFlagValues {
   readonly kernel: string;
@@ -16,6 +17,7 @@ interface ImageFlags extends RegistryFlagValues {
   readonly modulesLoadingOrder?: string;
   readonly firmwarePath?: string;
   readonly requireSignature?: boolean;
+  readonly driverToolkit?: string;
   readonly output: 'text' | 'json';
 }
 
@@ -39,7 +41,12 @@ export const registerImageCommand: CommandRegistration = (program, io, setExitCo
       'modprobe.modulesLoadingOrder, comma-separated; each is checked',
     )
     .option('--firmware-path <dir>', 'modprobe.firmwarePath: the image must hold firmware there')
-    .option('--require-signature', 'a sign section applies for this kernel: the module must be signed');
+    .option('--require-signature', 'a sign section applies for this kernel: the module must be signed')
+    .option(
+      '--driver-toolkit <image>',
+      "the release's driver-toolkit image (`kmm-preflight release` prints it): dependencies the module image " +
+        'lacks must be in-tree modules of the kernel it ships; without it they are assumed in-tree',
+    );
   addRegistryFlags(command).addOption(
     new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'),
   );
@@ -54,6 +61,10 @@ async function runImage(reference: string, flags: ImageFlags, io: CliIo): Promis
   if (flags.module.trim() === '') throw new UsageError('--module: the module name is empty');
   const parsedReference = parseImageReference(reference);
   if (!parsedReference.ok) throw new UsageError(parsedReference.error.message);
+  if (flags.driverToolkit !== undefined) {
+    const parsedDtk = parseImageReference(flags.driverToolkit);
+    if (!parsedDtk.ok) throw new UsageError(`--driver-toolkit: ${parsedDtk.error.message}`);
+  }
   const loadingOrder = flags.modulesLoadingOrder
     ?.split(',')
     .map((name) => name.trim())
@@ -63,6 +74,18 @@ async function runImage(reference: string, flags: ImageFlags, io: CliIo): Promis
     caCertificates: access.caCertificates,
     credentials: access.credentials,
   });
+  const inTreeModules =
+    flags.driverToolkit === undefined
+      ? undefined
+      : new InTreeModuleLists({
+          source,
+          credentials: () => Promise.resolve(access.credentials),
+          tls: access.tls,
+        }).source({
+          driverToolkitImage: flags.driverToolkit,
+          kernel: kernel.data.raw,
+          platform: access.platform,
+        });
   let verdict: ImageVerdict;
   try {
     verdict = await verifyModuleImage(
@@ -80,6 +103,7 @@ async function runImage(reference: string, flags: ImageFlags, io: CliIo): Promis
         platform: access.platform,
         tls: access.tls,
         credentials: access.credentials,
+        ...(inTreeModules === undefined ? {} : { inTreeModules }),
       },
     );
   } finally {
@@ -123,14 +147,16 @@ function textOf(v: ImageVerdict, module: string): string {
     ['Vermagic', v.vermagic?.trim() ?? '(unknown)'],
     ['Signed', v.signed && v.modules[0]?.signer ? `yes (${v.modules[0].signer})` : yesNo(v.signed)],
     ['depmod index', yesNo(v.depmod)],
-    [
-      'Dependencies',
-      v.dependencies === null
-        ? '(unknown)'
-        : `found: ${v.dependencies.found.join(', ') || '-'}; missing: ${v.dependencies.missing.join(', ') || '-'}`,
-    ],
+    ['Dependencies', v.dependencies === null ? '(unknown)' : dependencyText(v.dependencies)],
     ['Reason', v.reason],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}\n`).join('');
+}
+
+function dependencyText(d: DependencyFindings): string {
+  const list = (names: readonly string[]): string => names.join(', ') || '-';
+  const parts = [`found: ${list(d.found)}`, `in-tree: ${list(d.inTree)}`, `missing: ${list(d.missing)}`];
+  if (d.assumedInTree.length > 0) parts.push(`assumed in-tree (unverified): ${list(d.assumedInTree)}`);
+  return parts.join('; ');
 }

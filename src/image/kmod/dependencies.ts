@@ -3,19 +3,24 @@ import { moduleNameOfFile } from './compression.ts';
 import type { ModulesDep } from './modules-dep.ts';
 
 /**
- * Which of a module's dependencies the image provides. `modprobe -d <dirName>` loads a module's dependencies from
- * what `<dirName>/lib/modules/<kernel>/modules.dep` lists, so:
+ * Where a module's dependencies come from. `modprobe -d <dirName>` loads a module's dependencies from what
+ * `<dirName>/lib/modules/<kernel>/modules.dep` lists, so:
  * - a dependency modules.dep lists must be a file in the image (depmod saw it there; if it is gone, modprobe fails);
- * - a `depends=` name neither modules.dep nor the image knows can only work if it is an in-tree module of the
- *   target kernel already loaded on the node. The image cannot show that, so it is reported as such, not as found.
+ * - a `depends=` name neither modules.dep nor the image knows must be an in-tree module of the target kernel. The
+ *   kernel's own list (its Module.symvers) decides that when it is known; when it is not, the name is assumed
+ *   in-tree and reported as such, never as found.
  */
 export interface DependencyReport {
-  /** Names of dependencies present in the image. */
+  /** In the image. */
   readonly found: readonly string[];
-  /** Dependencies the image should hold but does not, each with why. */
+  /** In-tree modules of the target kernel (the list was known). */
+  readonly inTree: readonly string[];
+  /** Not in the image, and the in-tree list is unknown. */
+  readonly assumedInTree: readonly string[];
+  /** Neither where modprobe looks nor in-tree, each with a sentence naming it. */
   readonly missing: readonly MissingDependency[];
-  /** `depends=` names not in the image and not in modules.dep: must be in-tree modules of the target kernel. */
-  readonly outsideImage: readonly string[];
+  /** Set when names were assumed in-tree: why the list is unknown. */
+  readonly inTreeUnknown?: { readonly why: string; readonly transient: boolean };
 }
 
 export interface MissingDependency {
@@ -23,7 +28,24 @@ export interface MissingDependency {
   readonly reason: string;
 }
 
+/** The target kernel's in-tree modules, or why they are unknown. */
+export type InTreeModules =
+  | {
+      readonly known: true;
+      /** Folded names (`-` as `_`) of the kernel's modules that export symbols. */
+      readonly names: ReadonlySet<string>;
+    }
+  | {
+      readonly known: false;
+      /** Why the list is unknown, for the verdict's note. */
+      readonly why: string;
+      /** True when asking again may give the list (registry unreachable); the verdict is then not kept. */
+      readonly transient: boolean;
+    };
+
 export interface ModuleFileFacts {
+  /** The module's name, as the reasons name it. */
+  readonly name: string;
   /** Path of the module relative to `lib/modules/<kernel>/`. */
   readonly path: string;
   /** `depends=` names from its .modinfo. */
@@ -37,15 +59,33 @@ export interface ImageModuleTree {
   pathOf(moduleName: string): string | undefined;
 }
 
-export function resolveDependencies(
+export interface DependencyContext {
+  readonly kernel: string;
+  /** The kernel directory as reasons show it: `/opt/lib/modules/<kernel>/`. */
+  readonly kernelDirectory: string;
+  /** Asked only when a dependency is not in the image; none = unknown (an offline kernel). */
+  readonly inTreeModules?: () => Promise<InTreeModules>;
+}
+
+const UNKNOWN_LIST: InTreeModules = {
+  known: false,
+  why: 'no in-tree module list for the kernel (no release driver-toolkit given)',
+  transient: false,
+};
+
+export async function resolveDependencies(
   module: ModuleFileFacts,
   modulesDep: ModulesDep | null,
   tree: ImageModuleTree,
-): DependencyReport {
+  context: DependencyContext,
+): Promise<DependencyReport> {
   const found: string[] = [];
   const missing: MissingDependency[] = [];
   const outsideImage: string[] = [];
   const seen = new Set<string>();
+  const needs = (name: string, why: string): void => {
+    missing.push({ name, reason: `${module.name} needs ${name}: ${why}` });
+  };
   for (const depPath of modulesDep?.entries.get(module.path) ?? []) {
     const name = moduleNameOfFile(depPath) ?? depPath;
     seen.add(name);
@@ -54,13 +94,12 @@ export function resolveDependencies(
       continue;
     }
     const other = tree.pathOf(name);
-    missing.push({
+    needs(
       name,
-      reason:
-        other === undefined
-          ? `modules.dep lists ${depPath}, which is not in the image`
-          : `modules.dep lists ${depPath} but the image holds ${other}`,
-    });
+      other === undefined
+        ? `modules.dep lists ${depPath}, which is not in the image`
+        : `modules.dep lists ${depPath} but the image holds ${other}`,
+    );
   }
   for (const rawName of module.depends) {
     const name = canonicalModuleName(rawName);
@@ -69,12 +108,35 @@ export function resolveDependencies(
     const indexed = modulesDep?.byName.get(name);
     if (indexed !== undefined) {
       if (tree.has(indexed)) found.push(name);
-      else missing.push({ name, reason: `modules.dep lists ${indexed}, which is not in the image` });
+      else needs(name, `modules.dep lists ${indexed}, which is not in the image`);
     } else if (tree.pathOf(name) !== undefined) {
       found.push(name);
     } else {
       outsideImage.push(name);
     }
   }
-  return { found, missing, outsideImage };
+  if (outsideImage.length === 0) return { found, inTree: [], assumedInTree: [], missing };
+  const list = (await context.inTreeModules?.()) ?? UNKNOWN_LIST;
+  if (!list.known) {
+    return {
+      found,
+      inTree: [],
+      assumedInTree: outsideImage,
+      missing,
+      inTreeUnknown: { why: list.why, transient: list.transient },
+    };
+  }
+  const inTree: string[] = [];
+  for (const name of outsideImage) {
+    if (list.names.has(name)) inTree.push(name);
+    else {
+      missing.push({
+        name,
+        reason:
+          `${module.name} depends on ${name}, which is neither in the image under ${context.kernelDirectory} ` +
+          `nor an in-tree module of ${context.kernel}`,
+      });
+    }
+  }
+  return { found, inTree, assumedInTree: [], missing };
 }

@@ -9,7 +9,8 @@ export type KmodErrorCode =
   | 'NO_MODINFO'
   | 'BAD_SIGNATURE'
   | 'BAD_COMPRESSION'
-  | 'BAD_MODULES_DEP';
+  | 'BAD_MODULES_DEP'
+  | 'BAD_MODULE_SYMVERS';
 
 export class KmodError extends Error {
   readonly code: KmodErrorCode;

@@ -1,5 +1,6 @@
 import type { Descriptor, ImageManifest, Platform } from '../source.ts';
 import { ImageError } from '../source.ts';
+import { normalizeArchitecture } from '../platform.ts';
 import { parseDigest } from './digest.ts';
 import { baseMediaType, IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES, MediaType } from './media-types.ts';
 
@@ -122,21 +123,6 @@ function stringRecord(value: Record<string, unknown>): Record<string, string> {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Kernel and Go spellings of the same architecture. */
-const ARCH_ALIASES: Readonly<Record<string, string>> = {
-  x86_64: 'amd64',
-  aarch64: 'arm64',
-  armhf: 'arm',
-  armel: 'arm',
-  i386: '386',
-  i686: '386',
-};
-
-export function normalizeArchitecture(architecture: string): string {
-  const lower = architecture.toLowerCase();
-  return ARCH_ALIASES[lower] ?? lower;
 }
 
 export function formatPlatform(platform: Platform): string {

@@ -1,3 +1,4 @@
+import type { InTreeModules } from '../kmod/dependencies.ts';
 import type { ImageErrorCode, Platform, RegistryTLS } from '../source.ts';
 
 /** The modprobe settings of a Module (`spec.moduleLoader.container.modprobe`) that decide where modules must be. */
@@ -23,6 +24,35 @@ export interface ImageVerifyRequest {
   /** Opaque credentials for the source (see src/image/source.ts PullOptions). */
   readonly credentials?: unknown;
   readonly signal?: AbortSignal;
+  /**
+   * The target kernel's in-tree modules, for dependencies the image does not hold. Without it (an offline kernel),
+   * such dependencies are assumed in-tree and said so.
+   */
+  readonly inTreeModules?: InTreeModuleSource;
+}
+
+export type { InTreeModules };
+
+/**
+ * Where the target kernel's in-tree module list comes from (the release's driver-toolkit image). Read on demand:
+ * only when some module depends on a module its image does not hold.
+ */
+export interface InTreeModuleSource {
+  /** What the list is read from, e.g. `driver-toolkit image quay.io/...@sha256:...`; part of the verdict cache key. */
+  readonly description: string;
+  load(): Promise<InTreeModules>;
+}
+
+/** A module's dependencies as the Image stage classified them (folded names). */
+export interface DependencyFindings {
+  /** In the image under the same kernel directory. */
+  readonly found: readonly string[];
+  /** Neither in the image nor (when the in-tree list is known) in-tree: modprobe would fail. */
+  readonly missing: readonly string[];
+  /** Not in the image, but in-tree modules of the target kernel. */
+  readonly inTree: readonly string[];
+  /** Not in the image, and the in-tree list is unknown: assumed in-tree, not verified. */
+  readonly assumedInTree: readonly string[];
 }
 
 /** What was found for one module of `modulesLoadingOrder` (or the one `moduleName`). */
@@ -34,8 +64,8 @@ export interface ModuleFinding {
   /** True when it carries a PKCS#7 signature trailer; null when the file was not read. */
   readonly signed: boolean | null;
   readonly signer: string | null;
-  /** Dependencies present in the image / missing from it; null when the module was not read. */
-  readonly dependencies: { readonly found: readonly string[]; readonly missing: readonly string[] } | null;
+  /** Its dependencies; null when the module was not read. */
+  readonly dependencies: DependencyFindings | null;
   /** Why this module would not load, or null. */
   readonly problem: string | null;
 }
@@ -60,7 +90,7 @@ export interface ImageVerdict {
   readonly signed: boolean | null;
   /** depmod's index for the kernel is in the image (true), is not (false), or the image was not read (null). */
   readonly depmod: boolean | null;
-  readonly dependencies: { readonly found: readonly string[]; readonly missing: readonly string[] } | null;
+  readonly dependencies: DependencyFindings | null;
   readonly modules: readonly ModuleFinding[];
   /** Kernel directories the image has under `<dirName>/lib/modules/` (when the image was read). */
   readonly kernelDirectories: readonly string[];

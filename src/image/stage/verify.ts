@@ -16,6 +16,7 @@ import { baseNameOf, isAtOrUnder, normalizeImagePath } from '../layers/paths.ts'
 import { LayerWalk } from '../layers/walk.ts';
 import {
   ImageError,
+  imageErrorAnswer,
   type Descriptor,
   type ImageSource,
   type Platform,
@@ -23,7 +24,7 @@ import {
   type ResolvedImage,
 } from '../source.ts';
 import { ImageStageCache, moduleFactsKey, type ModuleFacts } from './cache.ts';
-import type { ImageVerdict, ImageVerifyRequest, ModuleFinding } from './types.ts';
+import type { ImageVerdict, ImageVerifyRequest, InTreeModules, ModuleFinding } from './types.ts';
 
 export interface ImageStageDeps {
   readonly source: ImageSource;
@@ -97,6 +98,7 @@ export async function verifyModuleImage(
     request.modprobe.firmwarePath ?? '',
     request.requireSignature === true,
     platformText(platform),
+    request.inTreeModules?.description ?? '',
   ].join('\n');
   return cache.verdict(verdictKey, async () => {
     try {
@@ -123,6 +125,10 @@ class ImageScan {
   readonly #inspections = new Map<string, Promise<ModuleFacts>>();
   readonly #cache: ImageStageCache;
   readonly #parsedIndexes = new Map<string, Promise<ModulesDep>>();
+  /** The in-tree list, asked once per scan and only when a dependency is not in the image. */
+  #inTreeModules: Promise<InTreeModules> | undefined;
+  /** The in-tree list could not be read for now: the verdict may change when asked again. */
+  #inTreeTransient = false;
 
   constructor(
     deps: ImageStageDeps,
@@ -150,8 +156,17 @@ class ImageScan {
       // of other module names in the same image need no second read.
       peek: {
         wants: (path, entry, layer) => {
-          if (!this.#isModuleFile(path) || this.#cache.moduleFacts.get(moduleFactsKey(layer.digest, path)))
+          const key = moduleFactsKey(layer.digest, path);
+          if (!this.#isModuleFile(path) || this.#cache.moduleFacts.get(key)) return false;
+          if (entry.size > this.#limits.maxFileBytes) {
+            // Too big to read: that is the verdict on this module, not a failure to read the image.
+            const limit = `${entry.size} bytes, over the ${this.#limits.maxFileBytes}-byte module size limit`;
+            this.#cache.moduleFacts.set(key, {
+              ok: false,
+              error: new ImageError('LIMIT_EXCEEDED', `${baseNameOf(path)} is ${limit}`),
+            });
             return false;
+          }
           if (this.#isNeededModule(path)) return true;
           if (extraBytes + entry.size > EXTRA_MODULE_BYTES) return false;
           extraBytes += entry.size;
@@ -234,7 +249,7 @@ class ImageScan {
     return {
       verified,
       reason: [summary, ...notes].join('; '),
-      definite: true,
+      definite: !this.#inTreeTransient,
       image: this.#image.reference,
       digest: this.#image.digest,
       kernel: request.kernel,
@@ -297,7 +312,7 @@ class ImageScan {
     try {
       info = await this.#inspect(inspected);
     } catch (err) {
-      if (err instanceof KmodError || (err instanceof ImageError && err.code === 'LIMIT_EXCEEDED')) {
+      if (isModuleFault(err)) {
         return {
           ...none,
           path,
@@ -314,12 +329,11 @@ class ImageScan {
         `${path} was built for ${release}, not ${this.#request.kernel} (vermagic "${(info.vermagic ?? '').trim()}")`,
       );
     }
-    if (info.architecture !== undefined && info.architecture !== this.#platform.architecture) {
+    if (info.architecture !== this.#platform.architecture) {
+      const built = info.architecture === undefined ? '' : `${info.architecture} `;
       problems.push(
-        `${path} is a ${info.architecture} module (ELF machine ${info.machine}), the nodes are ${this.#platform.architecture}`,
+        `${path} is built for ${built}(ELF machine ${info.machine}), but the nodes are ${this.#platform.architecture}`,
       );
-    } else if (info.architecture === undefined) {
-      problems.push(`${path} is built for ELF machine ${info.machine}, not ${this.#platform.architecture}`);
     }
     if (this.#request.requireSignature && info.signature === null) {
       problems.push(`${path} is not signed, but a sign section applies to kernel ${this.#request.kernel}`);
@@ -329,22 +343,25 @@ class ImageScan {
         `${path} is gzip-compressed: a kmod built without zlib cannot load .ko.gz (prefer .ko.xz or .ko.zst)`,
       );
     }
-    const report = resolveDependencies(
-      { path: this.#relative(inspected.path), depends: info.depends },
+    const report = await resolveDependencies(
+      { name: wanted.name, path: this.#relative(inspected.path), depends: info.depends },
       modulesDep,
       tree,
+      {
+        kernel: this.#request.kernel,
+        kernelDirectory: `/${this.#kernelDir}/`,
+        ...(this.#request.inTreeModules === undefined ? {} : { inTreeModules: () => this.#loadInTree() }),
+      },
     );
-    for (const missing of report.missing)
-      problems.push(`${wanted.name} needs ${missing.name}: ${missing.reason}`);
-    if (report.outsideImage.length > 0) {
+    for (const missing of report.missing) problems.push(missing.reason);
+    if (report.inTreeUnknown !== undefined) {
+      const several = report.assumedInTree.length > 1;
       notes.push(
-        report.outsideImage.length === 1
-          ? `${wanted.name} depends on ${report.outsideImage[0]}, not in the image: modprobe -d ${this.#dirName} will ` +
-              `not load it, so it must be an in-tree module of ${this.#request.kernel} already loaded on the node`
-          : `${wanted.name} depends on ${report.outsideImage.join(', ')}, not in the image: modprobe -d ` +
-              `${this.#dirName} will not load them, so they must be in-tree modules of ${this.#request.kernel} ` +
-              'already loaded on the node',
+        `note: ${wanted.name} depends on ${report.assumedInTree.join(', ')}, not in the image: assumed ` +
+          `${several ? 'to be in-tree modules' : 'to be an in-tree module'} of ${this.#request.kernel}, unverified ` +
+          `(${report.inTreeUnknown.why})`,
       );
+      if (report.inTreeUnknown.transient) this.#inTreeTransient = true;
     }
     return {
       name: wanted.name,
@@ -352,7 +369,12 @@ class ImageScan {
       vermagic: info.vermagic ?? null,
       signed: info.signature !== null,
       signer: info.signature?.signer ?? null,
-      dependencies: { found: report.found, missing: report.missing.map((m) => m.name) },
+      dependencies: {
+        found: report.found,
+        missing: report.missing.map((m) => m.name),
+        inTree: report.inTree,
+        assumedInTree: report.assumedInTree,
+      },
       problem: problems.length === 0 ? null : problems.join('; '),
     };
   }
@@ -427,7 +449,7 @@ class ImageScan {
       try {
         info = await this.#inspect(module.file);
       } catch (err) {
-        if (err instanceof KmodError) return true; // the verdict is "not a module" whatever lies below
+        if (isModuleFault(err)) return true; // the verdict is "not a module" whatever lies below
         throw err;
       }
       for (const name of info.depends) {
@@ -472,11 +494,17 @@ class ImageScan {
     try {
       return { ok: true, inspection: await inspectModule(path, bytes, this.#limits.maxFileBytes) };
     } catch (err) {
-      if (err instanceof KmodError || (err instanceof ImageError && err.code === 'LIMIT_EXCEEDED')) {
-        return { ok: false, error: err };
-      }
+      if (isModuleFault(err)) return { ok: false, error: err };
       throw err;
     }
+  }
+
+  #loadInTree(): Promise<InTreeModules> {
+    const source = this.#request.inTreeModules;
+    this.#inTreeModules ??= source
+      ? source.load()
+      : Promise.resolve({ known: false, why: 'no in-tree module list', transient: false });
+    return this.#inTreeModules;
   }
 
   #modulesDep(file: FileRef): Promise<ModulesDep> {
@@ -506,10 +534,19 @@ class ImageScan {
   }
 }
 
+/** The file itself is why it would not load (not a module, or over the module size limit), not the registry. */
+function isModuleFault(err: unknown): err is KmodError | ImageError {
+  return err instanceof KmodError || (err instanceof ImageError && err.code === 'LIMIT_EXCEEDED');
+}
+
 function describeFound(finding: ModuleFinding): string {
   const signed = finding.signed ? `signed${finding.signer ? ` by ${finding.signer}` : ''}` : 'unsigned';
   const release = finding.vermagic?.trim().split(/\s+/)[0] ?? 'unknown kernel';
-  const deps = finding.dependencies?.found.length ? `, with ${finding.dependencies.found.join(', ')}` : '';
+  const found = finding.dependencies?.found ?? [];
+  const inTree = finding.dependencies?.inTree ?? [];
+  const deps =
+    (found.length > 0 ? `, with ${found.join(', ')}` : '') +
+    (inTree.length > 0 ? `, with in-tree ${inTree.join(', ')}` : '');
   return `${finding.name} at ${finding.path ?? '?'} (built for ${release}, ${signed}${deps})`;
 }
 
@@ -520,17 +557,25 @@ function registryFailure(
   image?: ResolvedImage,
 ): ImageVerdict {
   const reference = image?.reference ?? request.reference;
-  const reasons: Partial<Record<ImageError['code'], string>> = {
-    NOT_FOUND: `image ${reference} does not exist`,
-    UNAUTHORIZED: `access to ${reference} denied with ${request.credentials === undefined ? 'anonymous access (no credentials given)' : 'the credentials given'}`,
-    DENIED: `access to ${reference} denied with ${request.credentials === undefined ? 'anonymous access (no credentials given)' : 'the credentials given'}`,
-    NO_PLATFORM: `no image for ${platformText(platform)} in ${reference}`,
-    UNREACHABLE: `registry unreachable for ${reference}`,
-    TIMEOUT: `registry timed out for ${reference}`,
+  const denied = `access to ${reference} denied with ${request.credentials === undefined ? 'anonymous access (no credentials given)' : 'the credentials given'}`;
+  // Each lead names the image once; the registry's answer follows without the image name and without the words
+  // the lead already says.
+  const reasons: Partial<Record<ImageError['code'], readonly [lead: string, said: string]>> = {
+    NOT_FOUND: [`image ${reference} does not exist`, 'not found'],
+    UNAUTHORIZED: [denied, 'access denied'],
+    DENIED: [denied, 'access denied'],
+    NO_PLATFORM: [
+      `no image for ${platformText(platform)} in ${reference}`,
+      `no image for ${platformText(platform)}`,
+    ],
+    UNREACHABLE: [`registry unreachable for ${reference}`, ''],
+    TIMEOUT: [`registry timed out for ${reference}`, ''],
   };
-  const lead = reasons[err.code] ?? `cannot read ${reference}`;
+  const [lead, said] = reasons[err.code] ?? [`cannot read ${reference}`, ''];
+  const answer = imageErrorAnswer(err, reference);
+  const rest = said !== '' && answer.startsWith(said) ? answer.slice(said.length) : `: ${answer}`;
   return unreadVerdict(request, {
-    reason: `${lead}: ${err.message}`,
+    reason: `${lead}${rest}`,
     definite: err.definite,
     errorCode: err.code,
     ...(image ? { image } : {}),

@@ -1,7 +1,12 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 
-import { resolveDependencies, type ImageModuleTree } from '../../../src/image/kmod/dependencies.ts';
+import {
+  resolveDependencies,
+  type ImageModuleTree,
+  type InTreeModules,
+  type ModuleFileFacts,
+} from '../../../src/image/kmod/dependencies.ts';
 import { KmodError } from '../../../src/image/kmod/errors.ts';
 import { modulesDepTextFromIndex } from '../../../src/image/kmod/modules-dep-bin.ts';
 import { parseModulesDep } from '../../../src/image/kmod/modules-dep.ts';
@@ -62,46 +67,96 @@ describe('kmod: modules.dep', () => {
 
 describe('kmod: dependency resolution', () => {
   const dep = parseModulesDep('extra/a.ko: extra/b.ko.xz\nextra/b.ko.xz:\n', location);
+  const kernelDirectory = `/opt/lib/modules/${KERNEL}/`;
+  const a = (depends: string[]): ModuleFileFacts => ({ name: 'a', path: 'extra/a.ko', depends });
+  /** An in-tree list that counts how often it is asked. */
+  function inTreeList(list: InTreeModules): { asked: number; load: () => Promise<InTreeModules> } {
+    const counter = {
+      asked: 0,
+      load: () => {
+        counter.asked++;
+        return Promise.resolve(list);
+      },
+    };
+    return counter;
+  }
+  const nvme: InTreeModules = { known: true, names: new Set(['nvme_core', 'nvme']) };
 
-  it('finds a dependency modules.dep lists and the image holds', () => {
-    const report = resolveDependencies(
-      { path: 'extra/a.ko', depends: ['b'] },
-      dep,
-      tree(['extra/a.ko', 'extra/b.ko.xz']),
-    );
-    expect(report).to.deep.equal({ found: ['b'], missing: [], outsideImage: [] });
+  it('finds a dependency modules.dep lists and the image holds, without asking for the in-tree list', async () => {
+    const list = inTreeList(nvme);
+    const report = await resolveDependencies(a(['b']), dep, tree(['extra/a.ko', 'extra/b.ko.xz']), {
+      kernel: KERNEL,
+      kernelDirectory,
+      inTreeModules: list.load,
+    });
+    expect(report).to.deep.equal({ found: ['b'], inTree: [], assumedInTree: [], missing: [] });
+    expect(list.asked).to.equal(0);
   });
 
-  it('names a listed dependency that is missing, and the other file the image holds instead', () => {
-    const report = resolveDependencies(
-      { path: 'extra/a.ko', depends: ['b'] },
-      dep,
-      tree(['extra/a.ko', 'extra/b.ko']),
-    );
+  it('names a listed dependency that is missing, and the other file the image holds instead', async () => {
+    const report = await resolveDependencies(a(['b']), dep, tree(['extra/a.ko', 'extra/b.ko']), {
+      kernel: KERNEL,
+      kernelDirectory,
+    });
     expect(report.missing).to.deep.equal([
-      { name: 'b', reason: 'modules.dep lists extra/b.ko.xz but the image holds extra/b.ko' },
+      { name: 'b', reason: 'a needs b: modules.dep lists extra/b.ko.xz but the image holds extra/b.ko' },
     ]);
-    const gone = resolveDependencies({ path: 'extra/a.ko', depends: [] }, dep, tree(['extra/a.ko']));
-    expect(gone.missing[0]?.reason).to.equal('modules.dep lists extra/b.ko.xz, which is not in the image');
+    const gone = await resolveDependencies(a([]), dep, tree(['extra/a.ko']), {
+      kernel: KERNEL,
+      kernelDirectory,
+    });
+    expect(gone.missing[0]?.reason).to.equal(
+      'a needs b: modules.dep lists extra/b.ko.xz, which is not in the image',
+    );
   });
 
-  it('reports a depends= name neither modules.dep nor the image knows as outside the image (in-tree)', () => {
-    const report = resolveDependencies(
-      { path: 'extra/a.ko', depends: ['b', 'nvme-core'] },
+  it('takes a depends= name the image lacks as in-tree when the kernel has it, and names one it has not', async () => {
+    const list = inTreeList(nvme);
+    const report = await resolveDependencies(
+      a(['b', 'nvme-core', 'typo_dep']),
       dep,
       tree(['extra/a.ko', 'extra/b.ko.xz']),
+      { kernel: KERNEL, kernelDirectory, inTreeModules: list.load },
     );
-    expect(report.outsideImage).to.deep.equal(['nvme_core']);
-    expect(report.found).to.deep.equal(['b']);
+    expect(report).to.deep.equal({
+      found: ['b'],
+      inTree: ['nvme_core'],
+      assumedInTree: [],
+      missing: [
+        {
+          name: 'typo_dep',
+          reason: `a depends on typo_dep, which is neither in the image under ${kernelDirectory} nor an in-tree module of ${KERNEL}`,
+        },
+      ],
+    });
+    expect(list.asked).to.equal(1);
   });
 
-  it('without modules.dep, takes depends= names the image holds as found', () => {
-    const report = resolveDependencies(
-      { path: 'extra/a.ko', depends: ['b'] },
-      null,
-      tree(['extra/a.ko', 'extra/b.ko']),
-    );
-    expect(report).to.deep.equal({ found: ['b'], missing: [], outsideImage: [] });
+  it('assumes in-tree, and says why, what it cannot check: no list, or a list that could not be read', async () => {
+    const none = await resolveDependencies(a(['nvme-core']), null, tree(['extra/a.ko']), {
+      kernel: KERNEL,
+      kernelDirectory,
+    });
+    expect(none).to.deep.include({ found: [], inTree: [], assumedInTree: ['nvme_core'], missing: [] });
+    expect(none.inTreeUnknown).to.deep.equal({
+      why: 'no in-tree module list for the kernel (no release driver-toolkit given)',
+      transient: false,
+    });
+    const unreachable = await resolveDependencies(a(['nvme-core']), null, tree(['extra/a.ko']), {
+      kernel: KERNEL,
+      kernelDirectory,
+      inTreeModules: inTreeList({ known: false, why: 'registry unreachable', transient: true }).load,
+    });
+    expect(unreachable.assumedInTree).to.deep.equal(['nvme_core']);
+    expect(unreachable.inTreeUnknown).to.deep.equal({ why: 'registry unreachable', transient: true });
+  });
+
+  it('without modules.dep, takes depends= names the image holds as found', async () => {
+    const report = await resolveDependencies(a(['b']), null, tree(['extra/a.ko', 'extra/b.ko']), {
+      kernel: KERNEL,
+      kernelDirectory,
+    });
+    expect(report).to.deep.equal({ found: ['b'], inTree: [], assumedInTree: [], missing: [] });
   });
 });
 

@@ -16,7 +16,11 @@ import {
 } from '../../../src/image/oci-layout/tar-layer.ts';
 import { ImageError, type ImageSource, type ResolvedImage } from '../../../src/image/source.ts';
 import { ImageStageCache } from '../../../src/image/stage/cache.ts';
-import type { ImageVerifyRequest } from '../../../src/image/stage/types.ts';
+import type {
+  ImageVerifyRequest,
+  InTreeModules,
+  InTreeModuleSource,
+} from '../../../src/image/stage/types.ts';
 import { verifyModuleImage } from '../../../src/image/stage/verify.ts';
 import { MemoryImageSource } from '../layers/memory-source.ts';
 
@@ -177,7 +181,12 @@ describe('image stage: verifyModuleImage', () => {
     ]);
     const found = await verifyModuleImage({ source: good.source }, request(good.ref));
     expect(found.verified).to.equal(true);
-    expect(found.dependencies).to.deep.equal({ found: ['kmm_ci_b'], missing: [] });
+    expect(found.dependencies).to.deep.equal({
+      found: ['kmm_ci_b'],
+      missing: [],
+      inTree: [],
+      assumedInTree: [],
+    });
 
     const bad = await setup(
       [await ko(`${DIR}/extra/kmm_ci_b.ko`)],
@@ -189,22 +198,106 @@ describe('image stage: verifyModuleImage', () => {
     );
     const missing = await verifyModuleImage({ source: bad.source }, request(bad.ref));
     expect(missing.verified).to.equal(false);
-    expect(missing.dependencies).to.deep.equal({ found: [], missing: ['kmm_ci_b'] });
+    expect(missing.dependencies).to.deep.equal({
+      found: [],
+      missing: ['kmm_ci_b'],
+      inTree: [],
+      assumedInTree: [],
+    });
     expect(missing.reason).to.include(
       'kmm_ci_a needs kmm_ci_b: modules.dep lists extra/kmm_ci_b.ko, which is not in the image',
     );
   });
 
-  it('keeps a dependency outside the image as an in-tree note, not as found', async () => {
-    const { ref, source } = await setup([
-      await ko(`${DIR}/kmm_ci_a.ko`, { depends: ['nvme-core'] }),
-      modulesDep('kmm_ci_a.ko:\n'),
-    ]);
-    const verdict = await verifyModuleImage({ source }, request(ref));
-    expect(verdict.verified).to.equal(true);
-    expect(verdict.dependencies).to.deep.equal({ found: [], missing: [] });
-    expect(verdict.reason).to.include(`depends on nvme_core, not in the image`);
-    expect(verdict.reason).to.include(`it must be an in-tree module of ${K} already loaded on the node`);
+  describe('dependencies outside the image', () => {
+    const outside = async (): Promise<{ source: MemoryImageSource; ref: string }> =>
+      setup([
+        await ko(`${DIR}/kmm_ci_a.ko`, { depends: ['nvme-core', 'typo_dep'] }),
+        modulesDep('kmm_ci_a.ko:\n'),
+      ]);
+    function inTree(names: string[]): InTreeModuleSource & { asked: number } {
+      const source = {
+        description: 'driver-toolkit image registry.test/dtk@sha256:1',
+        asked: 0,
+        load: (): Promise<InTreeModules> => {
+          source.asked++;
+          return Promise.resolve({ known: true, names: new Set(names) });
+        },
+      };
+      return source;
+    }
+
+    it('verifies in-tree ones and names one that is neither in the image nor in-tree', async () => {
+      const { ref, source } = await outside();
+      const list = inTree(['nvme_core', 'nvme']);
+      const verdict = await verifyModuleImage({ source }, request(ref, { inTreeModules: list }));
+      expect(verdict.verified).to.equal(false);
+      expect(verdict.dependencies).to.deep.equal({
+        found: [],
+        missing: ['typo_dep'],
+        inTree: ['nvme_core'],
+        assumedInTree: [],
+      });
+      expect(verdict.reason).to.equal(
+        `kmm_ci_a depends on typo_dep, which is neither in the image under /${DIR}/ nor an in-tree module of ${K}`,
+      );
+      const good = await verifyModuleImage(
+        { source },
+        request(ref, { inTreeModules: inTree(['nvme_core', 'typo_dep']) }),
+      );
+      expect(good.verified, good.reason).to.equal(true);
+      expect(good.reason).to.match(/with in-tree nvme_core, typo_dep\)$/);
+      expect(list.asked).to.equal(1);
+    });
+
+    it('does not read the in-tree list when every dependency is in the image', async () => {
+      const { ref, source } = await setup([
+        await ko(`${DIR}/extra/kmm_ci_a.ko`, { depends: ['kmm_ci_b'] }),
+        await ko(`${DIR}/extra/kmm_ci_b.ko`),
+        modulesDep('extra/kmm_ci_a.ko: extra/kmm_ci_b.ko\nextra/kmm_ci_b.ko:\n'),
+      ]);
+      const list = inTree([]);
+      const verdict = await verifyModuleImage({ source }, request(ref, { inTreeModules: list }));
+      expect(verdict.verified, verdict.reason).to.equal(true);
+      expect(list.asked).to.equal(0);
+    });
+
+    it('without an in-tree list, assumes them in-tree and says so', async () => {
+      const { ref, source } = await outside();
+      const verdict = await verifyModuleImage({ source }, request(ref));
+      expect(verdict.verified).to.equal(true);
+      expect(verdict.dependencies).to.deep.equal({
+        found: [],
+        missing: [],
+        inTree: [],
+        assumedInTree: ['nvme_core', 'typo_dep'],
+      });
+      expect(verdict.reason).to.include(
+        `note: kmm_ci_a depends on nvme_core, typo_dep, not in the image: assumed to be in-tree modules of ${K}, ` +
+          'unverified (no in-tree module list for the kernel (no release driver-toolkit given))',
+      );
+    });
+
+    it('does not keep a verdict drawn while the in-tree list could not be read', async () => {
+      const { ref, source } = await outside();
+      const cache = new ImageStageCache();
+      let reachable = false;
+      const flaky: InTreeModuleSource = {
+        description: 'driver-toolkit image registry.test/dtk@sha256:1',
+        load: () =>
+          Promise.resolve(
+            reachable
+              ? { known: true, names: new Set(['nvme_core']) }
+              : { known: false, why: 'registry.test unreachable', transient: true },
+          ),
+      };
+      const first = await verifyModuleImage({ source, cache }, request(ref, { inTreeModules: flaky }));
+      expect(first).to.include({ verified: true, definite: false });
+      reachable = true;
+      const second = await verifyModuleImage({ source, cache }, request(ref, { inTreeModules: flaky }));
+      expect(second).to.include({ verified: false, definite: true });
+      expect(second.dependencies?.missing).to.deep.equal(['typo_dep']);
+    });
   });
 
   it('checks every module of modulesLoadingOrder', async () => {
@@ -325,6 +418,47 @@ describe('image stage: verifyModuleImage', () => {
     expect(verdict).to.include({ verified: false, definite: true, errorCode: 'LIMIT_EXCEEDED' });
     expect(verdict.reason).to.match(
       /^cannot read registry.test\/kmod:v1: layer sha256:\w+ has more than 50 tar entries/,
+    );
+  });
+
+  it('names the module over the module size limit (stored or decompressed), not the image', async () => {
+    const big = await setup([
+      await ko(`${DIR}/extra/kmm_ci_a.ko`, { textSize: 300_000 }),
+      modulesDep('extra/kmm_ci_a.ko:\n'),
+    ]);
+    const stored = await verifyModuleImage(
+      { source: big.source, limits: { maxFileBytes: 200_000 } },
+      request(big.ref),
+    );
+    expect(stored).to.include({ verified: false, definite: true, errorCode: null });
+    expect(stored.reason).to.match(
+      /^\/opt\/lib\/modules\/[^/]+\/extra\/kmm_ci_a\.ko is not a loadable kernel module: kmm_ci_a\.ko is 30\d{4} bytes, over the 200000-byte module size limit$/,
+    );
+    const zstd = await setup([
+      await ko(`${DIR}/extra/kmm_ci_a.ko.zst`, { compression: 'zstd', textSize: 300_000 }),
+      modulesDep('extra/kmm_ci_a.ko.zst:\n'),
+    ]);
+    const inflated = await verifyModuleImage(
+      { source: zstd.source, limits: { maxFileBytes: 200_000 } },
+      request(zstd.ref),
+    );
+    expect(inflated).to.include({ verified: false, definite: true, errorCode: null });
+    expect(inflated.path).to.equal(`/${DIR}/extra/kmm_ci_a.ko.zst`);
+    expect(inflated.reason).to.match(
+      /kmm_ci_a\.ko\.zst decompresses to more than 200000 bytes \(module size limit\)$/,
+    );
+  });
+
+  it('names the architecture a module is built for when it is not the nodes', async () => {
+    const source = new MemoryImageSource();
+    const layer = await buildLayer([await ko(`${DIR}/kmm_ci_a.ko`), modulesDep('kmm_ci_a.ko:\n')]);
+    source.add('registry.test/kmod:arm', [layer]);
+    const verdict = await verifyModuleImage(
+      { source },
+      request('registry.test/kmod:arm', { platform: { os: 'linux', architecture: 'arm64' } }),
+    );
+    expect(verdict.reason).to.equal(
+      `/${DIR}/kmm_ci_a.ko is built for amd64 (ELF machine 62), but the nodes are arm64`,
     );
   });
 
