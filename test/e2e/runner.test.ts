@@ -26,8 +26,8 @@ import { waitFor } from '../support/wait.ts';
  * The runner as users run it (`kmm-preflight runner --kubeconfig ...`, its own process) against the real API
  * server and real registries: a plain-HTTP one holding a release payload, its driver-toolkit and module images
  * built by the suite; a proxy in front of it that holds a repository's manifest until the test lets it through,
- * so "mid-run" is a state the test waits for, not a race; and a TLS registry with htpasswd auth for a Module's
- * imageRepoSecret.
+ * so "mid-run" is a state the test waits for, not a race; and a TLS registry whose token service trades the
+ * password in a Module's imageRepoSecret for Bearer tokens.
  */
 
 const crdDir = resolve(import.meta.dirname, '../../manifests/crds');
@@ -224,12 +224,21 @@ describe('e2e: runner against the real API server and registry', function () {
   const heldImage = (repository: string): string => `${proxy.host}/${repository}:${KERNEL_TAG}`;
   const manifestsOf = (repository: string): RegExp => new RegExp(`^/v2/${repository}/manifests/`);
 
-  /** The credential of `authRegistry` in every form a log line could carry it. */
+  /** The credential of `authRegistry` in every form a log line could carry it, and the tokens it bought. */
   const credentialForms = (): string[] => {
     const password = authRegistry.password;
     const auth = authRegistry.dockerConfig.auths[authRegistry.host]?.auth;
     if (password === undefined || auth === undefined) throw new Error('the auth registry has no credential');
-    return [password, auth, Buffer.from(JSON.stringify(authRegistry.dockerConfig)).toString('base64')];
+    const tokens = authRegistry.tokens ?? [];
+    // A log line could carry a token whole or cut short: its signature is the part that must never show.
+    const signatures = tokens.map((token) => token.slice(token.lastIndexOf('.') + 1));
+    return [
+      password,
+      auth,
+      Buffer.from(JSON.stringify(authRegistry.dockerConfig)).toString('base64'),
+      ...tokens,
+      ...signatures,
+    ];
   };
   const expectNoCredentialIn = (runner: RunnerProcess): void => {
     const text = [...runner.lines.map((l) => JSON.stringify(l)), ...runner.other].join('\n');
@@ -252,7 +261,7 @@ describe('e2e: runner against the real API server and registry', function () {
     });
     registry = await startRegistry('http');
     proxy = await startFaultProxy(registry, []);
-    authRegistry = await startRegistry('tls-auth');
+    authRegistry = await startRegistry('tls-token');
     fixture = await buildReleaseFixture({
       dir: fixtureDir,
       componentRepository: `${registry.host}/rn-ocp/ocp-v4.0-art-dev`,
@@ -340,6 +349,7 @@ describe('e2e: runner against the real API server and registry', function () {
   });
 
   it('validates every Module, same name in two namespaces, each to the right status', async () => {
+    const tokensForThePush = authRegistry.tokens?.length ?? 0;
     main = startRunner();
     await createPreflight(`rn-${run}-one`);
     const resource = await settled(`rn-${run}-one`, 8);
@@ -381,7 +391,8 @@ describe('e2e: runner against the real API server and registry', function () {
     expect(entry(list, nsB, 'needs-build')?.statusReason).to.contain(
       `ConfigMap ${nsB}/dockerfile (build.dockerfileConfigMap) is missing`,
     );
-    // The private image verifies only through the Module's imageRepoSecret.
+    // The private image verifies only through the Module's imageRepoSecret (a Bearer token bought with it).
+    expect(authRegistry.tokens?.length, 'tokens issued to the runner').to.be.greaterThan(tokensForThePush);
     const withSecret = entry(list, nsA, 'private');
     expect(withSecret, withSecret?.statusReason).to.include({
       verificationStatus: 'True',

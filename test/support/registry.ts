@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 
 import type { RegistryTLS } from '../../src/image/source.ts';
+import { startTokenServer, TOKEN_ISSUER, TOKEN_SERVICE, type TokenServer } from './token-server.ts';
 
 /**
  * A real Distribution registry for e2e suites, and skopeo to put images in it (an independent writer).
@@ -28,12 +29,14 @@ import type { RegistryTLS } from '../../src/image/source.ts';
  *
  * Modes: `http` plain HTTP (pull with `tls: {insecure: true}`); `tls` HTTPS with a CA the suite made (trust it
  * with `caCertificates: [registry.caCert]`); `tls-auth` the same plus htpasswd (bcrypt) Basic auth, with
- * `registry.credentials` a Docker config JSON holding the valid user. Everything binds to 127.0.0.1.
+ * `registry.credentials` a Docker config JSON holding the valid user; `tls-token` the same user through a token
+ * service (test/support/token-server.ts): Basic credentials buy a Bearer token, as on quay.io or Docker Hub.
+ * Everything binds to 127.0.0.1.
  */
 
 const run = promisify(execFile);
 
-export type RegistryMode = 'http' | 'tls' | 'tls-auth';
+export type RegistryMode = 'http' | 'tls' | 'tls-auth' | 'tls-token';
 
 export interface TestCertificates {
   /** Directory holding ca.crt at its top (usable as skopeo's --cert-dir); the server's key pair is below it. */
@@ -54,13 +57,15 @@ export interface TestRegistry {
   /** Present in the TLS modes. */
   readonly certificates?: TestCertificates;
   readonly caCert?: string;
-  /** Present in `tls-auth`. */
+  /** Present in `tls-auth` and `tls-token`. */
   readonly username?: string;
   readonly password?: string;
   /** Docker config JSON with this registry's credentials (`{auths: {}}` without auth). */
   readonly dockerConfig: { auths: Record<string, { auth: string }> };
   /** Path of a file holding `dockerConfig` (for REGISTRY_AUTH_FILE and --auth-file). */
   readonly authFile: string;
+  /** `tls-token`: every Bearer token the token service handed out so far. */
+  readonly tokens?: readonly string[];
   /** What a pull needs: `insecure` for plain HTTP. */
   readonly pullOptions: { readonly tls: RegistryTLS };
   /** What a RegistryClient needs: the suite CA. */
@@ -171,13 +176,28 @@ async function startIn(
 ): Promise<TestRegistry> {
   const tls = mode !== 'http';
   const certificates = tls ? await createTestCertificates(join(dir, 'certs')) : undefined;
-  const username = mode === 'tls-auth' ? (options.username ?? 'kmm-tester') : undefined;
-  const password = mode === 'tls-auth' ? (options.password ?? randomBytes(12).toString('hex')) : undefined;
-  let htpasswd: string | undefined;
-  if (username !== undefined && password !== undefined) {
-    htpasswd = join(dir, 'htpasswd');
+  const authenticated = mode === 'tls-auth' || mode === 'tls-token';
+  const username = authenticated ? (options.username ?? 'kmm-tester') : undefined;
+  const password = authenticated ? (options.password ?? randomBytes(12).toString('hex')) : undefined;
+  let auth: string[] = [];
+  let tokenServer: TokenServer | undefined;
+  if (mode === 'tls-auth' && username !== undefined && password !== undefined) {
+    const htpasswd = join(dir, 'htpasswd');
     const { stdout } = await run('htpasswd', ['-Bbn', username, password]);
     await writeFile(htpasswd, stdout);
+    auth = ['auth:', '  htpasswd:', '    realm: kmm-test-registry', `    path: ${htpasswd}`];
+  }
+  if (mode === 'tls-token' && username !== undefined && password !== undefined && certificates) {
+    const tls = { certFile: certificates.certFile, keyFile: certificates.keyFile };
+    tokenServer = await startTokenServer({ dir: join(dir, 'certs', 'private'), tls, username, password });
+    auth = [
+      'auth:',
+      '  token:',
+      `    realm: ${tokenServer.realm}`,
+      `    service: ${TOKEN_SERVICE}`,
+      `    issuer: ${TOKEN_ISSUER}`,
+      `    rootcertbundle: ${tokenServer.signerCertFile}`,
+    ];
   }
   const readyTimeout = options.readyTimeoutMs ?? 30_000;
   // A free port is found by binding 0 and releasing it; another process may take it in between, so retry.
@@ -185,7 +205,7 @@ async function startIn(
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const configFile = join(dir, 'config.yml');
-    await writeFile(configFile, registryConfig(dir, host, certificates, htpasswd));
+    await writeFile(configFile, registryConfig(dir, host, certificates, auth));
     const child = spawn(REGISTRY_BINARY, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
     running.add(child);
     child.once('exit', () => running.delete(child));
@@ -200,6 +220,7 @@ async function startIn(
     } catch (err) {
       await stopProcess(child);
       if (attempt < 3 && /address already in use/.test(log)) continue;
+      await tokenServer?.close();
       throw new Error(`docker-registry (${mode}) did not start: ${(err as Error).message}\n${log}`, {
         cause: err,
       });
@@ -220,11 +241,13 @@ async function startIn(
       ...(username !== undefined ? { username, password } : {}),
       dockerConfig: { auths },
       authFile,
+      ...(tokenServer ? { tokens: tokenServer.issued } : {}),
       pullOptions: { tls: tls ? {} : { insecure: true } },
       clientOptions: { caCertificates: certificates ? [certificates.caCert] : [] },
       log: () => log,
       stop: async () => {
         await stopProcess(child);
+        await tokenServer?.close();
         await rm(dir, { recursive: true, force: true });
       },
     };
@@ -235,7 +258,7 @@ function registryConfig(
   dir: string,
   host: string,
   certificates: TestCertificates | undefined,
-  htpasswd: string | undefined,
+  auth: readonly string[],
 ): string {
   return [
     'version: 0.1',
@@ -254,7 +277,7 @@ function registryConfig(
     ...(certificates
       ? ['  tls:', `    certificate: ${certificates.certFile}`, `    key: ${certificates.keyFile}`]
       : []),
-    ...(htpasswd ? ['auth:', '  htpasswd:', '    realm: kmm-test-registry', `    path: ${htpasswd}`] : []),
+    ...auth,
     '',
   ].join('\n');
 }
