@@ -40,13 +40,19 @@ export async function buildDemoWorkspace(dir: string): Promise<DemoWorkspace> {
   const olderKernel = '5.14.0-362.8.1.el9_3.x86_64';
   const imageRef = (tag: string): string => `oci:${imagesDir}:${tag}`;
 
-  // 1. Built for the new kernel, with depmod's index: verified.
-  await writeModuleImage(imagesDir, `ice-fw-${kernel}`, await moduleTree(kernel, 'ice_fw', kernel, true));
-  // 2. Placed under the new kernel's directory but compiled against the old kernel's headers: vermagic says so.
+  // 1. Built for the new kernel, with depmod's index, using an in-tree module (the driver-toolkit's Module.symvers
+  //    lists mlx5_core): verified.
+  await writeModuleImage(
+    imagesDir,
+    `ice-fw-${kernel}`,
+    await moduleTree(kernel, 'ice_fw', kernel, true, ['mlx5_core']),
+  );
+  // 2. Placed under the new kernel's directory but compiled against the old kernel's headers: vermagic says so. It
+  //    also needs a helper module that is neither in the image nor in the kernel.
   await writeModuleImage(
     imagesDir,
     `nvme-tcp-ext-${kernel}`,
-    await moduleTree(kernel, 'nvme_tcp_ext', olderKernel, true),
+    await moduleTree(kernel, 'nvme_tcp_ext', olderKernel, true, ['nvme-core', 'nvme_tcp_offload']),
   );
   // 3. An image that was never rebuilt: it only has the old kernel's directory.
   await writeModuleImage(
@@ -105,12 +111,16 @@ export async function buildDemoWorkspace(dir: string): Promise<DemoWorkspace> {
   };
 }
 
-/** `<dirName>/lib/modules/<kernelDir>/extra/<name>.ko` built for `builtFor`, with modules.dep when `depmod`. */
+/**
+ * `<dirName>/lib/modules/<kernelDir>/extra/<name>.ko` built for `builtFor`, depending on `depends` (modules outside
+ * the image), with modules.dep when `depmod`.
+ */
 async function moduleTree(
   kernelDir: string,
   name: string,
   builtFor: string,
   depmod: boolean,
+  depends: readonly string[] = [],
 ): Promise<TarEntrySpec[]> {
   const root = `${DIR_NAME.slice(1)}/lib/modules/${kernelDir}`;
   const entries: TarEntrySpec[] = [
@@ -118,7 +128,7 @@ async function moduleTree(
     {
       type: 'file',
       name: `${root}/extra/${name}.ko`,
-      content: await buildKernelModule({ name, kernel: builtFor }),
+      content: await buildKernelModule({ name, kernel: builtFor, depends }),
     },
   ];
   if (depmod) entries.push({ type: 'file', name: `${root}/modules.dep`, content: `extra/${name}.ko:\n` });
