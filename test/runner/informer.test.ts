@@ -23,6 +23,9 @@ class ScriptedClient implements KubeClient {
   lists: (Obj[] | Error)[] = [];
   listCalls = 0;
   readonly watches: OpenWatch[] = [];
+  close(): void {
+    // Nothing to abort: answers are scripted.
+  }
   request<T>(): Promise<T> {
     this.listCalls += 1;
     const next = this.lists.shift() ?? [];
@@ -51,12 +54,13 @@ async function until(what: string, condition: () => boolean): Promise<void> {
 function informerOn(
   client: ScriptedClient,
   restarts: string[] = [],
+  relistIntervalMs = 3_600_000,
 ): { informer: Informer<Obj>; events: string[] } {
   const informer = new Informer<Obj>({
     client,
     resource: { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', plural: 'modules', namespaced: true },
     logger: createLogger({ level: 'silent' }),
-    relistIntervalMs: 3_600_000,
+    relistIntervalMs,
     idleTimeoutMs: 60_000,
     backoff: { baseMs: 1, maxMs: 5, jitter: 0 },
     hooks: { onRestart: (reason) => restarts.push(reason) },
@@ -128,6 +132,29 @@ describe('platform/kube: Informer', () => {
     await until('reopened after an error', () => client.watches.length === 3);
     client.watches[2]?.onEvent('ADDED', obj('b', '9'));
     expect(events).to.deep.equal(['add:a', 'add:b']);
+    informer.stop();
+  });
+
+  it('relists periodically while the watch is healthy, and delivers what the watch missed as events', async () => {
+    const client = new ScriptedClient();
+    client.lists = [
+      [obj('a', '1'), obj('b', '1')],
+      // What the API server holds at the relist: a changed, b deleted and c created without a watch event.
+      [obj('a', '5'), obj('c', '5')],
+      [obj('a', '5'), obj('c', '5')],
+    ];
+    const restarts: string[] = [];
+    const { informer, events } = informerOn(client, restarts, 100);
+    informer.start();
+    await until('first watch open', () => client.watches.length === 1);
+    expect(events).to.deep.equal(['add:a', 'add:b']);
+    await until('a relist and a new watch', () => client.listCalls >= 2 && client.watches.length >= 2);
+    expect(restarts[0], 'the only restart is the periodic relist').to.equal('relist');
+    expect(events).to.deep.equal(['add:a', 'add:b', 'delete:b', 'update:a', 'add:c']);
+    expect(informer.list().map((o) => o.metadata.name)).to.have.members(['a', 'c']);
+    expect(client.watches[1]?.query, 'watches from the relist').to.include({ resourceVersion: '102' });
+    await until('relists again on the interval', () => client.listCalls >= 3);
+    expect(events, 'an unchanged relist emits nothing').to.have.length(5);
     informer.stop();
   });
 });

@@ -76,6 +76,11 @@ export interface KubeClient {
   ): Promise<AbortController>;
   /** The namespace of the pod this runs in, when in a cluster. */
   readonly podNamespace: string | undefined;
+  /**
+   * Aborts every request and watch still running, and fails later ones at once: at shutdown nothing waits for an
+   * API server that does not answer.
+   */
+  close(): void;
 }
 
 /**
@@ -105,6 +110,7 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
   const cluster = kc.getCurrentCluster();
   if (cluster === null) throw new Error('the kubeconfig has no current cluster');
   const server = cluster.server.replace(/\/+$/, '');
+  const closed = new AbortController();
   let podNamespace: string | undefined;
   try {
     podNamespace = readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim() || undefined;
@@ -136,7 +142,7 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
         headers,
         body,
         dispatcher: ctx.getDispatcher(),
-        signal: options.signal ?? AbortSignal.timeout(30_000),
+        signal: AbortSignal.any([options.signal ?? AbortSignal.timeout(30_000), closed.signal]),
       });
     } catch (err) {
       throw new KubeApiError(
@@ -188,7 +194,7 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
       const response = await fetch(url, {
         headers: { ...ctx.getHeaders(), accept: ContentType.json },
         dispatcher: ctx.getDispatcher(),
-        signal: controller.signal,
+        signal: AbortSignal.any([controller.signal, closed.signal]),
       });
       if (!response.ok || response.body === null) {
         throw apiError('WATCH', path, response.status, await response.text());
@@ -215,7 +221,7 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
     return controller;
   }
 
-  return { request, watch, podNamespace };
+  return { request, watch, podNamespace, close: () => closed.abort() };
 }
 
 function apiError(method: string, path: string, status: number, text: string): KubeApiError {
