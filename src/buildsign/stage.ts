@@ -111,13 +111,6 @@ export class BuildSignStage {
     return this.#step(request, sign);
   }
 
-  /** Deletes every Job this resource made for the Module (the Module is gone from the cluster). */
-  async removeModuleJobs(owner: JobOwner, module: ModuleRef): Promise<number> {
-    const jobs = await this.#ownedJobs(owner, module);
-    await Promise.all(jobs.map((job) => this.#delete(job)));
-    return jobs.length;
-  }
-
   async #buildSpecification(request: BuildSignRequest, plan: BuildPlan): Promise<JobSpecification> {
     const { namespace } = request.module;
     const dockerfile = await this.#inputs.configMapValue(namespace, plan.dockerfileConfigMap, 'dockerfile');

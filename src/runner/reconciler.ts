@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
+import { KMM_API_VERSION } from '../api/meta.ts';
 import type { Module } from '../api/module.ts';
 import {
+  PREFLIGHT_KIND,
   PreflightConditionType,
   type PreflightValidationOCP,
   type PreflightValidationOCPStatus,
 } from '../api/preflight.ts';
+import type { Job } from '../buildsign/kube-types.ts';
 import type { Platform } from '../image/source.ts';
 import type { RunnerMetrics } from '../platform/metrics.ts';
 import { isConflict } from '../platform/kube/client.ts';
@@ -18,6 +21,7 @@ import {
   type ModuleResult,
   type StatusTransitions,
 } from '../preflight/status.ts';
+import { unwantedJobs } from './jobs/sweep.ts';
 import type { KernelCache, ResolvedKernel } from './kernels.ts';
 import type { TaskPool } from './pool.ts';
 import {
@@ -34,9 +38,11 @@ import type { WorkQueue } from './work-queue.ts';
 
 /**
  * Reconciles one PreflightValidationOCP: read it fresh, compute its status from the Modules in the cache and the
- * validation results that came in, write the status once if it changed, then start the validations that are due.
- * Validations run outside the reconcile in a bounded pool; each result re-queues the resource after a short batch
- * delay, so many results land in one status write and a slow module never holds up the others.
+ * validation results that came in, write the status once if it changed, start the validations that are due, and
+ * delete the resource's Build/Sign Jobs that nothing wants any more. Validations run outside the reconcile in a
+ * bounded pool; each result re-queues the resource after a short batch delay, so many results land in one status
+ * write and a slow module never holds up the others. At shutdown, `stopValidating` then `flush` write the results
+ * that came in but were not written yet.
  */
 
 /** Reads and writes PreflightValidationOCP resources; the kube implementation is in kube-resources.ts. */
@@ -54,13 +60,21 @@ export interface EventSink {
   emit(resource: PreflightValidationOCP, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
 
-/** Removes the Build/Sign Jobs a resource owns for one Module (src/buildsign BuildSignStage.removeModuleJobs). */
-export interface ModuleJobs {
-  /** Resolves with the number of Jobs deleted. */
-  removeModuleJobs(
-    owner: { readonly name: string; readonly uid: string },
-    module: { readonly namespace: string; readonly name: string },
-  ): Promise<number>;
+/** The runner's Build/Sign Jobs, as its informers see them, and their removal. */
+export interface RunnerJobs {
+  /** Every Job in the informer caches, of any resource. */
+  list(): readonly Job[];
+  /** Deletes the Job of that name and UID; resolves when it is gone already or the name holds another Job. */
+  delete(namespace: string, name: string, uid: string): Promise<void>;
+}
+
+/** Some Jobs nothing wants could not be deleted; the reconcile fails so that it is retried with backoff. */
+export class JobCleanupError extends Error {
+  readonly code = 'JOB_CLEANUP_FAILED';
+  constructor(resource: string, failures: readonly string[]) {
+    super(`could not delete ${failures.length} Job(s) of ${resource} nothing needs: ${failures.join('; ')}`);
+    this.name = 'JobCleanupError';
+  }
 }
 
 export type ModuleValidator = (request: ValidationRequest) => Promise<StageOutcome>;
@@ -85,8 +99,11 @@ export interface ReconcilerDeps {
    * the Jobs of Modules that exist). Default: always synced.
    */
   readonly modulesSynced?: () => boolean;
-  /** Jobs of a deleted Module are removed when its entry is pruned. Default: none to remove. */
-  readonly moduleJobs?: ModuleJobs;
+  /**
+   * The resource's Jobs of deleted Modules, and those no verdict needs, are deleted by every reconcile (see
+   * jobs/sweep.ts). Default: no Jobs.
+   */
+  readonly jobs?: RunnerJobs;
   readonly validate: ModuleValidator;
   readonly kernels: KernelCache;
   readonly events: EventSink;
@@ -112,8 +129,8 @@ interface ResourceState {
   readonly schedule: Map<ModuleKey, Attempt>;
   /** When this runner first saw the resource (epoch ms). */
   readonly firstSeenMs: number;
-  /** Deleted Modules whose Jobs are being removed. */
-  readonly removingJobs: Set<ModuleKey>;
+  /** UIDs of Jobs deleted while the informer cache may still show them, so they are not deleted twice. */
+  readonly deletedJobs: Set<string>;
 }
 
 /** How soon a reconcile is tried again while the Module caches are still filling. */
@@ -140,6 +157,8 @@ export class Reconciler {
   readonly #states = new Map<string, ResourceState>();
   /** The object each status write returned, so the next reconcile need not read it back. */
   readonly #lastWritten = new Map<string, PreflightValidationOCP>();
+  /** Shutting down: no validation starts and no Job is deleted. */
+  #stopping = false;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -152,7 +171,47 @@ export class Reconciler {
     return count;
   }
 
-  async reconcile(name: string): Promise<ReconcileResult> {
+  reconcile(name: string): Promise<ReconcileResult> {
+    return this.#reconcile(name, false);
+  }
+
+  /**
+   * Shutdown, first step: abandons the validations in flight (the next leader runs them again) and starts no
+   * more; results already in are kept for `flush`.
+   */
+  stopValidating(): void {
+    this.#stopping = true;
+    for (const state of this.#states.values()) {
+      for (const { controller } of state.inFlight.values()) controller.abort();
+      state.inFlight.clear();
+    }
+  }
+
+  /**
+   * Shutdown, second step: one status write per resource holding results not written yet, all at once. Resolves
+   * with the number of resources written; a failed write is logged (the next leader validates those modules
+   * again). Call after the reconcile workers have stopped.
+   */
+  async flush(): Promise<number> {
+    const pending = [...this.#states].filter(([, state]) => state.results.length > 0);
+    const written = await Promise.all(
+      pending.map(async ([name, state]) => {
+        try {
+          return (await this.#reconcile(name, true)).wrote;
+        } catch (err) {
+          this.#deps.logger.warn(
+            { resource: name, results: state.results.length, err: errorText(err) },
+            'could not write the last results at shutdown',
+          );
+          return false;
+        }
+      }),
+    );
+    return written.filter(Boolean).length;
+  }
+
+  /** `flushing`: fold the results in and write; start, resolve and delete nothing. */
+  async #reconcile(name: string, flushing: boolean): Promise<ReconcileResult> {
     const { resources, kernels, now } = this.#deps;
     let resource = await this.#current(name);
     if (resource === undefined || resource.metadata.deletionTimestamp !== undefined) {
@@ -164,17 +223,20 @@ export class Reconciler {
     const generation = resource.metadata.generation ?? 1;
     const recorded = recordedKernel(resource, generation);
     if (recorded !== undefined) kernels.remember(resource.spec, recorded);
-    const { kernel, retryInMs } = kernels.stateFor(resource.spec, name);
+    const { kernel, nextCheckInMs } = flushing
+      ? { kernel: kernels.known(resource.spec), nextCheckInMs: undefined }
+      : kernels.stateFor(resource.spec, name);
 
     const modules = this.#deps.modules().filter((m) => m.metadata.deletionTimestamp === undefined);
     const identities = modules.map(identityOf);
     const resolved = kernel.state === 'resolved' ? kernel : undefined;
     const targetKernel = resolved?.targetKernel;
     this.#abortStale(state, identities, generation, targetKernel);
-    this.#removeJobsOfDeleted(resource, state, identities);
+    const active = !flushing && !this.#stopping;
 
     let wrote = false;
-    let requeueAfterMs = retryInMs;
+    let requeueAfterMs = nextCheckInMs;
+    let status: PreflightValidationOCPStatus;
     for (let attempt = 0; ; attempt += 1) {
       const results = state.results.slice();
       const decision = computeStatus(
@@ -184,18 +246,11 @@ export class Reconciler {
         results,
         new Date(now()),
       );
+      status = decision.status;
       // Validations start before the write: a large status takes the API server a while to store, and the
       // checks need not wait for it.
-      if (resolved !== undefined) {
-        const nextDueMs = this.#startDue(
-          name,
-          resource,
-          state,
-          modules,
-          decision.status,
-          generation,
-          resolved,
-        );
+      if (resolved !== undefined && active) {
+        const nextDueMs = this.#startDue(name, resource, state, modules, status, generation, resolved);
         if (nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, nextDueMs - now());
       }
       if (!decision.changed) {
@@ -208,12 +263,12 @@ export class Reconciler {
         break;
       }
       try {
-        resource = await resources.replaceStatus(resource, decision.status);
+        resource = await resources.replaceStatus(resource, status);
         this.#lastWritten.set(name, resource);
         this.#deps.metrics.statusWrites.inc({ result: 'ok' });
         state.results.splice(0, results.length);
         wrote = true;
-        this.#announce(resource, decision.transitions, decision.status);
+        this.#announce(resource, decision.transitions, status);
         break;
       } catch (err) {
         this.#lastWritten.delete(name);
@@ -230,6 +285,8 @@ export class Reconciler {
         resource = fresh;
       }
     }
+    if (!active) return { wrote };
+    await this.#deleteUnwantedJobs(resource, state, identities, status);
     return requeueAfterMs === undefined ? { wrote } : { wrote, requeueAfterMs: Math.max(0, requeueAfterMs) };
   }
 
@@ -298,8 +355,9 @@ export class Reconciler {
     this.#deps.queue.add(name);
   }
 
-  /** Abandons every validation (shutdown). */
+  /** Abandons every validation and every result not written (leadership lost, or after `flush`). */
   stop(): void {
+    this.#stopping = true;
     for (const name of [...this.#states.keys()]) this.#forget(name);
   }
 
@@ -314,7 +372,7 @@ export class Reconciler {
       results: [],
       schedule: new Map(),
       firstSeenMs: this.#deps.now(),
-      removingJobs: new Set(),
+      deletedJobs: new Set(),
     };
     this.#states.set(name, state);
     return state;
@@ -354,41 +412,43 @@ export class Reconciler {
   }
 
   /**
-   * The entries about to be pruned belong to deleted Modules: their Jobs go now rather than with the resource.
-   * Best effort: a failure is logged and tried again on the next reconcile while the entry is still there.
+   * Level-triggered clean-up: the resource's Jobs of Modules that are gone, and those its verdicts no longer need,
+   * are deleted now. A failed delete fails the reconcile, which is retried with backoff and finds the Job again.
    */
-  #removeJobsOfDeleted(
+  async #deleteUnwantedJobs(
     resource: PreflightValidationOCP,
     state: ResourceState,
     modules: readonly ModuleIdentity[],
-  ): void {
-    const { moduleJobs, logger } = this.#deps;
-    const uid = resource.metadata.uid;
-    if (moduleJobs === undefined || uid === undefined) return;
-    const present = new Set(modules.map(moduleKey));
-    const owner = { name: resource.metadata.name, uid };
-    for (const entry of resource.status?.modules ?? []) {
-      const key = moduleKey(entry);
-      if (present.has(key) || state.removingJobs.has(key)) continue;
-      state.removingJobs.add(key);
-      moduleJobs
-        .removeModuleJobs(owner, { namespace: entry.namespace, name: entry.name })
-        .then(
-          (removed) => {
-            if (removed > 0)
-              logger.info(
-                { resource: owner.name, module: key, jobs: removed },
-                'removed Jobs of a deleted Module',
-              );
-          },
-          (err: unknown) =>
-            logger.warn(
-              { resource: owner.name, module: key, err: err instanceof Error ? err.message : String(err) },
-              'could not remove Jobs of a deleted Module; retrying on the next reconcile',
-            ),
-        )
-        .finally(() => state.removingJobs.delete(key));
-    }
+    status: PreflightValidationOCPStatus,
+  ): Promise<void> {
+    const { jobs, logger } = this.#deps;
+    const { name, uid } = resource.metadata;
+    if (jobs === undefined || uid === undefined) return;
+    const listed = jobs.list();
+    const present = new Set(listed.map((job) => job.metadata.uid));
+    for (const deleted of state.deletedJobs) if (!present.has(deleted)) state.deletedJobs.delete(deleted);
+    const unwanted = unwantedJobs({
+      owner: { apiVersion: KMM_API_VERSION, kind: PREFLIGHT_KIND, name, uid },
+      jobs: listed.filter((job) => !state.deletedJobs.has(job.metadata.uid ?? '')),
+      modules,
+      entries: status.modules ?? [],
+      busy: new Set([...state.inFlight.keys(), ...state.results.map(moduleKey)]),
+    });
+    const failures: string[] = [];
+    await Promise.all(
+      unwanted.map(async ({ job, module, why }) => {
+        const { namespace, name: jobName, uid: jobUid } = job.metadata;
+        if (jobUid === undefined) return;
+        try {
+          await jobs.delete(namespace, jobName, jobUid);
+          state.deletedJobs.add(jobUid);
+          logger.info({ resource: name, module, job: `${namespace}/${jobName}`, why }, 'deleted a Job');
+        } catch (err) {
+          failures.push(`${namespace}/${jobName} (${why}): ${errorText(err)}`);
+        }
+      }),
+    );
+    if (failures.length > 0) throw new JobCleanupError(name, failures);
   }
 
   #start(
@@ -422,8 +482,7 @@ export class Reconciler {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(config.validationTimeoutMs)]),
         });
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        outcome = StageOutcomes.requeued(`validation failed: ${message}`, 'Image');
+        outcome = StageOutcomes.requeued(`validation failed: ${errorText(err)}`, 'Image');
       } finally {
         metrics.validationsInFlight.dec();
       }
@@ -529,4 +588,8 @@ function summarize(what: string, items: readonly string[]): string {
 
 function minDefined(a: number | undefined, b: number): number {
   return a === undefined ? b : Math.min(a, b);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { KMM_API_VERSION } from '../api/meta.ts';
 import type { Module } from '../api/module.ts';
-import { PREFLIGHT_KIND, type PreflightValidationOCP } from '../api/preflight.ts';
+import type { PreflightValidationOCP } from '../api/preflight.ts';
 import { parseMirrorFlag, withMirrors, type MirrorRule } from '../image/mirrors.ts';
 import { RegistryClient } from '../image/registry/client.ts';
 import type { ImageSource } from '../image/source.ts';
@@ -38,6 +37,7 @@ import {
 } from './kube-resources.ts';
 import { TaskPool } from './pool.ts';
 import { Reconciler } from './reconciler.ts';
+import { shutDown } from './shutdown.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /**
@@ -49,7 +49,10 @@ import { WorkQueue } from './work-queue.ts';
 export interface RunnerHandle {
   /** Resolves with the exit code: 0 after stop(), 1 when leadership was lost. */
   readonly done: Promise<number>;
-  /** Stop taking work, finish in-flight writes (bounded), release the Lease. Idempotent. */
+  /**
+   * Stop taking work, write the results not written yet and release the Lease, all within --shutdown-timeout.
+   * Idempotent.
+   */
   stop(): void;
   readonly opsAddress: { readonly host: string; readonly port: number };
 }
@@ -157,19 +160,22 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   ];
 
   const queue = new WorkQueue({ baseMs: 500, maxMs: 60_000, jitter: 0.2 });
-  const kernels = new KernelCache(resolver, { baseMs: 2_000, maxMs: config.retryIntervalMs, jitter: 0.2 });
+  const kernels = new KernelCache({
+    resolve: resolver,
+    backoff: { baseMs: 2_000, maxMs: config.retryIntervalMs, jitter: 0.2 },
+    // A release named by tag is looked at again on the interval failed modules are: the seed's "next loop".
+    recheckIntervalMs: config.retryIntervalMs,
+    logger,
+  });
   kernels.onSettled((name) => queue.add(name));
   const reconciler = new Reconciler({
     resources: kubePreflightResources(client),
     cached: (name) => preflights.get(name),
     modules: () => moduleInformers.flatMap((i) => i.list()),
     modulesSynced: () => moduleInformers.every((i) => i.synced),
-    moduleJobs: {
-      removeModuleJobs: (owner, module) =>
-        buildSign.stage.removeModuleJobs(
-          { apiVersion: KMM_API_VERSION, kind: PREFLIGHT_KIND, name: owner.name, uid: owner.uid },
-          module,
-        ),
+    jobs: {
+      list: () => jobInformers.flatMap((i) => i.list()),
+      delete: (namespace, name, uid) => buildSign.store.deleteJob(namespace, name, uid),
     },
     validate: (request) => validateModule(engine, request),
     kernels,
@@ -283,26 +289,40 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const stop = (): void => {
     if (stopping.signal.aborted) return;
     stopping.abort();
-    logger.info('stopping: no new work; finishing status writes in flight');
+    // After a lost leadership another replica may be reconciling already: write nothing more.
+    const leading = exitCode === 0;
+    logger.info(
+      leading ? 'stopping: no new work; writing the results not written yet' : 'stopping: leadership lost',
+    );
     ops.markShuttingDown();
     queue.shutDown();
-    reconciler.stop();
-    void (async () => {
-      const timeout = new Promise<'timeout'>((resolve) =>
-        setTimeout(() => resolve('timeout'), config.shutdownTimeoutMs).unref(),
-      );
-      const finished = await Promise.race([Promise.all(workers).then(() => 'done' as const), timeout]);
-      if (finished === 'timeout') logger.warn('shutdown timeout: abandoning reconciles still running');
-      await election;
-      if (exitCode === 0) await elector?.release();
-      for (const i of informers) i.stop();
-      kernels.stop();
-      clearInterval(depthTimer);
-      clearInterval(mirrorTimer);
-      await ops.close();
-      logger.info({ exitCode }, 'runner stopped');
-      resolveDone(exitCode);
-    })();
+    if (leading) reconciler.stopValidating();
+    else reconciler.stop();
+    void shutDown(
+      {
+        drain: () => Promise.all(workers).then(() => undefined),
+        ...(leading ? { flush: () => reconciler.flush() } : {}),
+        election,
+        ...(leading && elector !== undefined ? { release: () => elector.release() } : {}),
+        close: async () => {
+          reconciler.stop();
+          for (const i of informers) i.stop();
+          kernels.stop();
+          clearInterval(depthTimer);
+          clearInterval(mirrorTimer);
+          client.close();
+          await ops.close();
+        },
+      },
+      config.shutdownTimeoutMs,
+      logger,
+    )
+      .then(
+        (report) => logger.info({ exitCode, resourcesWritten: report.flushed }, 'runner stopped'),
+        (err: unknown) =>
+          logger.error({ exitCode, err: err instanceof Error ? err.message : String(err) }, 'runner stopped'),
+      )
+      .finally(() => resolveDone(exitCode));
   };
   return { done, stop, opsAddress };
 }

@@ -257,16 +257,6 @@ describe('buildsign stage: Jobs over several reconciles', () => {
     expect(progress.reason).to.contain('is not controlled by PreflightValidationOCP pf-4-16');
   });
 
-  it('removes all Jobs of a module that is gone', async () => {
-    const memory = cluster();
-    const stage = stageOver(memory);
-    await stage.observeOrStart(request({ build: BUILD }));
-    await stage.observeOrStart(request({ build: BUILD }, { module: { namespace: NS, name: 'kmod-b' } }));
-    expect(await stage.removeModuleJobs(OWNER, { namespace: NS, name: 'kmod-a' })).to.equal(1);
-    expect([...memory.jobs.keys()]).to.have.length(1);
-    expect([...memory.jobs.keys()][0]).to.match(/kmod-b-pfv-build-/);
-  });
-
   it('rejects a call for a module that needs neither stage (an engine bug)', async () => {
     let error: unknown;
     await stageOver(cluster())

@@ -91,7 +91,7 @@ export const registerRunnerCommand: CommandRegistration = (program, io, setExitC
     )
     .option(
       '--shutdown-timeout <duration>',
-      `bound on finishing writes at SIGTERM; default 10s ${env(RunnerEnv.shutdownTimeout)}`,
+      `bound on the whole stop at SIGTERM (last status writes, Lease release), below the pod's grace period; default 10s ${env(RunnerEnv.shutdownTimeout)}`,
     )
     .option(
       '--kaniko-image <image>',

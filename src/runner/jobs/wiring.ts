@@ -9,12 +9,11 @@ import { KubeJobStore } from './kube-job-store.ts';
 
 /**
  * Build and Sign as the runner runs them: Jobs through the runner's KubeClient, behind the engine's port. One call
- * at start-up; `stage` is also what removes a deleted Module's Jobs.
+ * at start-up; `store` also deletes the Jobs nothing wants any more (the reconciler's clean-up).
  */
 export interface BuildSignWiring {
   /** For createPreflightDeps({ buildSign }). */
   readonly port: BuildSignPort<ModuleLoaderData>;
-  readonly stage: BuildSignStage;
   readonly store: KubeJobStore;
 }
 
@@ -26,5 +25,5 @@ export function createBuildSign(
 ): BuildSignWiring {
   const store = new KubeJobStore(client, kubeConfig);
   const stage = new BuildSignStage({ jobs: store, inputs: store, config: buildSignConfig(overrides) });
-  return { port: buildSignPort(stage), stage, store };
+  return { port: buildSignPort(stage), store };
 }
