@@ -35,7 +35,7 @@ function withBase64Unwrapped(object: Record<string, unknown>): Record<string, un
 }
 
 // Every manifest we ship, file by file and as each overlay renders, against the official Kubernetes and
-// cert-manager schemas (see kubernetes-schema.ts).
+// cert-manager schemas (see kubernetes-schema.ts), strictly: a field the schema does not declare is an error.
 describe('manifests: official schemas', function () {
   this.timeout(60_000);
   const schemas = new KubernetesSchemas();
@@ -60,6 +60,15 @@ describe('manifests: official schemas', function () {
 
   it('the output of `kubectl kustomize` for each overlay validates', async () => {
     const rendered = await withWorkDir(renderOverlays);
+    // The strict check covers the real objects: one misspelling in the rendered webhook Deployment is caught.
+    const webhook = rendered.default.find(
+      (d) => d.object.kind === 'Deployment' && (d.object.metadata as { name?: string }).name === 'webhook',
+    );
+    const broken = structuredClone(webhook!.object) as {
+      spec: { template: { spec: { containers: { securityContext: Record<string, unknown> }[] } } };
+    };
+    broken.spec.template.spec.containers[0]!.securityContext['readOnlyRootFileSystem'] = true;
+    expect(schemas.validate(broken)).to.include({ kind: 'invalid' });
     expect(rendered.default.length).to.be.greaterThan(15);
     expect(rendered.selfSigned.length).to.be.greaterThan(12);
     expectValid(rendered.default);
@@ -86,6 +95,38 @@ describe('manifests: official schemas', function () {
       spec: {},
     };
     expect(schemas.validate(certificate)).to.include({ kind: 'invalid' });
+    // Misspelled fields, which the generated validators alone let through.
+    const typoDeployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'x', labels: { app: 'x' } },
+      spec: {
+        selector: { matchLabels: { app: 'x' } },
+        template: {
+          metadata: { labels: { app: 'x' } },
+          spec: { containers: [{ name: 'c', securityContext: { readOnlyRootFileSystem: true } }] },
+        },
+      },
+    };
+    expect(schemas.validate(typoDeployment)).to.deep.equal({
+      kind: 'invalid',
+      message:
+        'fields the schema does not declare (misspelled?): /spec/template/spec/containers/0/securityContext/readOnlyRootFileSystem',
+    });
+    const typoCertificate = {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      metadata: { name: 'x' },
+      spec: { secretName: 's', issuerRef: { name: 'i' }, dnsNamez: ['a.example'] },
+    };
+    expect(schemas.validate(typoCertificate)).to.deep.equal({
+      kind: 'invalid',
+      message: 'fields the schema does not declare (misspelled?): /spec/dnsNamez',
+    });
+    const fixed = structuredClone(typoCertificate) as { spec: Record<string, unknown> };
+    fixed.spec['dnsNames'] = fixed.spec['dnsNamez'];
+    delete fixed.spec['dnsNamez'];
+    expect(schemas.validate(fixed)).to.deep.equal({ kind: 'valid' });
     expect(schemas.validate({ apiVersion: 'example.com/v1', kind: 'Widget' })).to.include({
       kind: 'unknown-type',
     });
