@@ -81,7 +81,24 @@ describe('Dockerfile', () => {
       from: install!.name,
       paths: ['/app/node_modules', './node_modules'],
     });
-    expect(argumentsOf(runtime, 'RUN'), 'the final stage installs nothing').to.deep.equal([]);
+    // The final stage only removes: each of its commands is an `rm` (no install, no package manager).
+    for (const run of argumentsOf(runtime, 'RUN')) {
+      for (const command of run.split('&&').map((c) => c.replace(/\\\s*\n/g, ' ').trim()))
+        expect(command, 'the final stage installs nothing').to.match(/^rm -r?f /);
+    }
+  });
+
+  it('leaves npm and corepack out of the final stage: nothing runs them', () => {
+    const removed = argumentsOf(runtime, 'RUN').join(' ');
+    for (const path of [
+      '/usr/local/lib/node_modules/npm',
+      '/usr/local/lib/node_modules/corepack',
+      '/usr/local/bin/npm',
+      '/usr/local/bin/npx',
+      '/usr/local/bin/corepack',
+    ])
+      expect(removed, path).to.contain(path);
+    expect(argumentsOf(runtime, 'ENTRYPOINT').join(' ')).to.not.match(/\bnpm\b|\bnpx\b|corepack/);
   });
 
   it('copies the sources the CLI loads, and each exists in the checkout and passes .dockerignore', async () => {
