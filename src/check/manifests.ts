@@ -15,12 +15,26 @@ export interface ManifestDocument {
   readonly object: Record<string, unknown>;
 }
 
+/** Input that could not be read: a file, or one document of it. The run reports it and must not pass over it. */
+export interface InputProblem {
+  /** The file (or, for "no Module found", the -f paths). */
+  readonly file: string;
+  /** The 1-based index of the broken document in the file; absent when the file itself could not be read. */
+  readonly document?: number;
+  readonly message: string;
+}
+
+/** `file#3`, or `file` when the whole file is concerned. */
+export function inputProblemSource(problem: InputProblem): string {
+  return problem.document === undefined ? problem.file : `${problem.file}#${problem.document}`;
+}
+
 export interface LoadedManifests {
   readonly modules: readonly ManifestDocument[];
   /** One line per document that was skipped, and why. */
   readonly notes: readonly string[];
-  /** Documents that could not be parsed; the run must not report success over them. */
-  readonly errors: readonly string[];
+  /** Files and documents that could not be read or parsed. */
+  readonly errors: readonly InputProblem[];
 }
 
 export class ManifestPathError extends Error {
@@ -36,15 +50,25 @@ const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 export async function loadManifests(paths: readonly string[]): Promise<LoadedManifests> {
   const modules: ManifestDocument[] = [];
   const notes: string[] = [];
-  const errors: string[] = [];
+  const errors: InputProblem[] = [];
   for (const file of await expandPaths(paths)) {
-    const text = await readFile(file, 'utf8');
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      errors.push({
+        file,
+        message: `cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      });
+      continue;
+    }
     const documents = parseAllDocuments(text, { prettyErrors: true });
     const list = Array.isArray(documents) ? documents : [documents];
     list.forEach((doc, index) => {
       const source = list.length > 1 ? `${file}#${index + 1}` : file;
       if (doc.errors.length > 0) {
-        errors.push(`${source}: not valid YAML: ${doc.errors[0]?.message ?? 'parse error'}`);
+        const message = (doc.errors[0]?.message ?? 'parse error').split('\n')[0] ?? '';
+        errors.push({ file, document: index + 1, message: `not valid YAML: ${message}` });
         return;
       }
       const value: unknown = doc.toJS();
@@ -106,7 +130,10 @@ async function walk(dir: string): Promise<string[]> {
   for (const entry of entries) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) files.push(...(await walk(path)));
-    else if (entry.isFile() && MANIFEST_EXTENSIONS.has(extname(entry.name))) files.push(path);
+    // Symlinked files count (reading follows them; a dangling one is reported); symlinked directories are not
+    // followed, so a link cycle cannot make the walk endless.
+    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name)))
+      files.push(path);
   }
   return files;
 }

@@ -1,15 +1,27 @@
 import { styleText } from 'node:util';
 import { stringify as toYaml } from 'yaml';
-import type { ModuleVerificationStatus, PreflightValidationOCPStatus } from '../api/preflight.ts';
+import {
+  PreflightConditionType,
+  type ModuleVerificationStatus,
+  type PreflightValidationOCPStatus,
+} from '../api/preflight.ts';
+import { inputProblemSource, type InputProblem } from './manifests.ts';
 
 /**
  * Renders the offline check's result. JSON and YAML are the PreflightValidationOCP status object itself, so a
- * pipeline reads the same fields as `kubectl get pfvo -o yaml`; the table is for people; JUnit is for CI systems
- * (one test case per Module).
+ * pipeline reads the same fields as `kubectl get pfvo -o yaml`, plus one top-level field `inputErrors` when some
+ * input could not be read (absent otherwise); the table is for people; JUnit is for CI systems (one test case per
+ * Module, and a failing one per input problem).
  */
 
 export const OutputFormats = ['table', 'json', 'yaml', 'junit'] as const;
 export type OutputFormat = (typeof OutputFormats)[number];
+
+export interface CheckReport {
+  readonly status: PreflightValidationOCPStatus;
+  /** Files and documents that could not be read, or "no Module found": the run did not see everything. */
+  readonly inputErrors: readonly InputProblem[];
+}
 
 export interface RenderOptions {
   /** Colour the verdicts (only on a terminal, and never with NO_COLOR). */
@@ -18,31 +30,41 @@ export interface RenderOptions {
   readonly releaseImage?: string;
 }
 
-export function renderReport(
-  status: PreflightValidationOCPStatus,
-  format: OutputFormat,
-  options: RenderOptions,
-): string {
+export function renderReport(report: CheckReport, format: OutputFormat, options: RenderOptions): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(status, null, 2)}\n`;
+      return `${JSON.stringify(machineReadable(report), null, 2)}\n`;
     case 'yaml':
-      return toYaml(status);
+      return toYaml(machineReadable(report));
     case 'junit':
-      return renderJunit(status);
+      return renderJunit(report);
     case 'table':
-      return renderTable(status, options);
+      return renderTable(report, options);
   }
 }
 
-function renderTable(status: PreflightValidationOCPStatus, options: RenderOptions): string {
+/** The status object, with `inputErrors` only when there are any. */
+function machineReadable(report: CheckReport): Record<string, unknown> {
+  return report.inputErrors.length === 0
+    ? { ...report.status }
+    : { ...report.status, inputErrors: report.inputErrors };
+}
+
+function renderTable(report: CheckReport, options: RenderOptions): string {
+  const { status, inputErrors } = report;
   const paint = (style: Parameters<typeof styleText>[0], text: string): string =>
     options.color ? styleText(style, text, { validateStream: false }) : text;
   const lines: string[] = [];
   const release = status.releaseVersion !== undefined ? `OpenShift ${status.releaseVersion}` : undefined;
   const heading = [release, options.releaseImage].filter((s) => s !== undefined).join(' ');
   if (heading !== '') lines.push(`Release: ${heading}`);
-  if (status.targetKernel !== undefined) lines.push(`Kernel:  ${status.targetKernel}`);
+  const kernelResolved = status.conditions?.find((c) => c.type === PreflightConditionType.KernelResolved);
+  if (status.targetKernel !== undefined) {
+    lines.push(`Kernel:  ${status.targetKernel}`);
+  } else if (kernelResolved?.status === 'False') {
+    // Every entry fails for this one reason: say it once, where the kernel would be.
+    lines.push(paint('red', `Kernel:  NOT RESOLVED (${kernelResolved.reason}): ${kernelResolved.message}`));
+  }
   if (lines.length > 0) lines.push('');
 
   const modules = status.modules ?? [];
@@ -67,27 +89,54 @@ function renderTable(status: PreflightValidationOCPStatus, options: RenderOption
     const verified = modules[index]?.verificationStatus === 'True';
     lines.push(pad(row, (i, s) => (i === 2 ? paint(verified ? 'green' : 'red', s) : s)));
   }
+  if (inputErrors.length > 0) {
+    lines.push('', paint('bold', 'INPUT ERRORS (not checked)'));
+    for (const problem of inputErrors) {
+      lines.push(`${paint('red', inputProblemSource(problem))}: ${problem.message}`);
+    }
+  }
   lines.push('');
   const verified = status.verified ?? modules.filter((m) => m.verificationStatus === 'True').length;
   const total = status.total ?? modules.length;
   const summary = `${verified}/${total} modules verified`;
+  const unread =
+    inputErrors.length === 0
+      ? ''
+      : `; ${inputErrors.length} input error${inputErrors.length === 1 ? '' : 's'}`;
   lines.push(
-    verified === total ? paint('green', summary) : paint('red', `${summary}, ${total - verified} not`),
+    verified === total && unread === ''
+      ? paint('green', summary)
+      : paint('red', `${summary}${verified === total ? '' : `, ${total - verified} not`}${unread}`),
   );
   return `${lines.join('\n')}\n`;
 }
 
-function renderJunit(status: PreflightValidationOCPStatus): string {
+function renderJunit(report: CheckReport): string {
+  const { status, inputErrors } = report;
   const modules = status.modules ?? [];
   const failures = modules.filter((m) => m.verificationStatus !== 'True').length;
   const suiteName = `kmm-preflight${status.targetKernel !== undefined ? ` ${status.targetKernel}` : ''}`;
-  const cases = modules.map((m) => junitCase(m));
+  const tests = modules.length + inputErrors.length;
+  const suites = [
+    `  <testsuite name="${xml(suiteName)}" tests="${modules.length}" failures="${failures}" errors="0" skipped="0">`,
+    ...modules.map((m) => junitCase(m)),
+    '  </testsuite>',
+  ];
+  if (inputErrors.length > 0) {
+    suites.push(
+      `  <testsuite name="kmm-preflight input" tests="${inputErrors.length}" failures="${inputErrors.length}" errors="0" skipped="0">`,
+      ...inputErrors.map((problem) => {
+        const source = inputProblemSource(problem);
+        const message = `${source}: ${problem.message}`;
+        return `    <testcase classname="input" name="${xml(source)}"><failure message="${xml(message)}" type="InputError">${xml(message)}</failure></testcase>`;
+      }),
+      '  </testsuite>',
+    );
+  }
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="kmm-preflight" tests="${modules.length}" failures="${failures}">`,
-    `  <testsuite name="${xml(suiteName)}" tests="${modules.length}" failures="${failures}" errors="0" skipped="0">`,
-    ...cases,
-    '  </testsuite>',
+    `<testsuites name="kmm-preflight" tests="${tests}" failures="${failures + inputErrors.length}">`,
+    ...suites,
     '</testsuites>',
     '',
   ].join('\n');

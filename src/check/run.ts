@@ -34,8 +34,15 @@ export interface CheckRequest {
 export interface CheckProgress {
   readonly done: number;
   readonly total: number;
-  /** Modules (namespace/name) being checked right now. */
-  readonly inFlight: readonly string[];
+  /** The Modules being checked right now, in the order they started. */
+  readonly inFlight: readonly InFlightModule[];
+}
+
+export interface InFlightModule {
+  /** `namespace/name`. */
+  readonly module: string;
+  /** The image being checked for it, once its kernel mapping has picked one. */
+  readonly image?: string;
 }
 
 export interface CheckDeps {
@@ -70,13 +77,17 @@ export async function runCheck(deps: CheckDeps, request: CheckRequest): Promise<
   const kernel = request.kernel;
   const results: ModuleResult[] = [];
   if (kernel.state === 'resolved') {
-    const outcomes = await mapBounded(
-      entries,
-      request.concurrency,
-      deps.onProgress,
-      ({ identity }) => moduleKey(identity),
-      ({ identity, document }) => validateOne(deps, request, kernel.targetKernel, identity, document.object),
-    );
+    const progress = new ProgressTracker(entries.length, deps.onProgress);
+    const tracked = { ...deps, preflight: progress.watching(deps.preflight) };
+    const outcomes = await mapBounded(entries, request.concurrency, async ({ identity, document }) => {
+      const key = moduleKey(identity);
+      progress.started(key);
+      try {
+        return await validateOne(tracked, request, kernel.targetKernel, identity, document.object);
+      } finally {
+        progress.finished(key);
+      }
+    });
     entries.forEach(({ identity }, index) => {
       const outcome = outcomes[index];
       if (outcome === undefined) return;
@@ -146,34 +157,65 @@ function identify(document: ManifestDocument, defaultNamespace: string): ModuleI
   };
 }
 
-/** Runs `work` over `items` with at most `limit` at once, reporting progress; results keep the input order. */
+/** Runs `work` over `items` with at most `limit` at once; results keep the input order. */
 async function mapBounded<T, R>(
   items: readonly T[],
   limit: number,
-  onProgress: ((progress: CheckProgress) => void) | undefined,
-  label: (item: T) => string,
   work: (item: T) => Promise<R>,
 ): Promise<(R | undefined)[]> {
   const results: (R | undefined)[] = new Array<R | undefined>(items.length);
-  const inFlight = new Map<number, string>();
   let next = 0;
-  let done = 0;
-  const report = (): void => onProgress?.({ done, total: items.length, inFlight: [...inFlight.values()] });
   const worker = async (): Promise<void> => {
     while (next < items.length) {
       const index = next++;
-      const item = items[index] as T;
-      inFlight.set(index, label(item));
-      report();
-      try {
-        results[index] = await work(item);
-      } finally {
-        inFlight.delete(index);
-        done++;
-        report();
-      }
+      results[index] = await work(items[index] as T);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
+}
+
+/** Which Modules are being checked and with which image, reported on every change. */
+class ProgressTracker {
+  readonly #total: number;
+  readonly #onProgress: ((progress: CheckProgress) => void) | undefined;
+  readonly #inFlight = new Map<string, InFlightModule>();
+  #done = 0;
+
+  constructor(total: number, onProgress: ((progress: CheckProgress) => void) | undefined) {
+    this.#total = total;
+    this.#onProgress = onProgress;
+  }
+
+  started(key: string): void {
+    this.#inFlight.set(key, { module: key });
+    this.#report();
+  }
+
+  finished(key: string): void {
+    this.#inFlight.delete(key);
+    this.#done += 1;
+    this.#report();
+  }
+
+  /** The same engine ports, with the Image stage telling which image it checks for which Module. */
+  watching(preflight: PreflightDeps<ModuleLoaderData>): PreflightDeps<ModuleLoaderData> {
+    return {
+      ...preflight,
+      image: {
+        verify: (ctx, options) => {
+          const key = moduleKey({ namespace: ctx.module.metadata.namespace, name: ctx.module.metadata.name });
+          if (this.#inFlight.has(key)) {
+            this.#inFlight.set(key, { module: key, image: options?.image ?? ctx.data.containerImage });
+            this.#report();
+          }
+          return preflight.image.verify(ctx, options);
+        },
+      },
+    };
+  }
+
+  #report(): void {
+    this.#onProgress?.({ done: this.#done, total: this.#total, inFlight: [...this.#inFlight.values()] });
+  }
 }

@@ -5,8 +5,12 @@ export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** Exit codes shared by every subcommand: 0 verified/ok, 1 not verified, 2 bad usage or input. */
-export const ExitCode = { Ok: 0, NotVerified: 1, Usage: 2 } as const;
+/**
+ * Exit codes shared by every subcommand: 0 verified/ok, 1 not verified, 2 no verdict: bad usage or input (`Usage`),
+ * or a failure that kept the command from answering (`Failed`: an unreachable cluster, an unexpected error). They
+ * share 2 so that a pipeline tells "the Modules will not load" (1) from "the check did not run" (2).
+ */
+export const ExitCode = { Ok: 0, NotVerified: 1, Usage: 2, Failed: 2 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /**
@@ -18,5 +22,17 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/**
+ * A failure outside the user's input that keeps a command from answering, e.g. an API server that cannot be reached
+ * or refuses a request. The CLI prints its message (what was asked, of whom, and why it failed) and exits 2.
+ */
+export class CommandFailedError extends Error {
+  readonly code = 'ERR_COMMAND_FAILED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommandFailedError';
   }
 }

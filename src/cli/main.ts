@@ -1,12 +1,16 @@
 import { Command, CommanderError } from 'commander';
-import { ExitCode, UsageError, type CliIo } from './io.ts';
-import { commandRegistrations } from './commands.ts';
+import { CommandFailedError, ExitCode, UsageError, type CliIo } from './io.ts';
+import { commandRegistrations, type CommandRegistration } from './commands.ts';
 
 /**
  * Parses argv and runs one subcommand. Returns the process exit code instead of exiting, so tests can drive the
  * whole CLI in-process.
  */
-export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  io: CliIo = processIo(),
+  registrations: readonly CommandRegistration[] = commandRegistrations,
+): Promise<number> {
   let exitCode: number = ExitCode.Ok;
   const program = new Command('kmm-preflight')
     .description(
@@ -21,7 +25,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   const setExitCode = (code: number): void => {
     exitCode = code;
   };
-  for (const register of commandRegistrations) {
+  for (const register of registrations) {
     register(program, io, setExitCode);
   }
   try {
@@ -35,9 +39,33 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       io.stderr.write(`kmm-preflight: ${err.message}\n`);
       return ExitCode.Usage;
     }
-    throw err;
+    if (err instanceof CommandFailedError) {
+      io.stderr.write(`kmm-preflight: ${err.message}\n`);
+      return ExitCode.Failed;
+    }
+    io.stderr.write(unexpectedFailure(err, io.env));
+    return ExitCode.Failed;
   }
   return exitCode;
+}
+
+/** Debug output for a failure no command expected: the stack trace, when asked for with this variable. */
+export const DEBUG_ENV = 'KMM_PREFLIGHT_DEBUG';
+
+/**
+ * A failure no command expected is a bug or a fault of the machine, not of the input: one line saying so, and how
+ * to see where it happened, instead of a stack trace over the result.
+ */
+function unexpectedFailure(err: unknown, env: NodeJS.ProcessEnv): string {
+  const message = err instanceof Error ? `${err.name}: ${err.message.split('\n')[0] ?? ''}` : String(err);
+  const stack = err instanceof Error && err.stack !== undefined ? err.stack : undefined;
+  const debug = env[DEBUG_ENV] !== undefined && env[DEBUG_ENV] !== '' && env[DEBUG_ENV] !== '0';
+  return (
+    `kmm-preflight: unexpected error: ${message}\n` +
+    (debug && stack !== undefined
+      ? `${stack}\n`
+      : `(not a problem with the input; run again with ${DEBUG_ENV}=1 to see where it happened, and report it)\n`)
+  );
 }
 
 function processIo(): CliIo {

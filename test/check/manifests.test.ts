@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManifestPathError, loadManifests } from '../../src/check/manifests.ts';
@@ -60,7 +60,25 @@ describe('check: loading Module manifests', () => {
     const loaded = await loadManifests([join(dir, 'bad.yaml')]);
     expect(loaded.modules).to.have.length(1);
     expect(loaded.errors).to.have.length(1);
-    expect(loaded.errors[0]).to.match(/bad\.yaml#2: not valid YAML/);
+    expect(loaded.errors[0]).to.include({ file: join(dir, 'bad.yaml'), document: 2 });
+    expect(loaded.errors[0]?.message).to.match(/^not valid YAML: .* at line \d+, column \d+/);
+  });
+
+  it('follows symlinked manifests, and reports one it cannot read while still reading the others', async () => {
+    await mkdir(join(dir, 'shared'));
+    await writeFile(join(dir, 'shared', 'c.yaml'), moduleYaml('c'));
+    await mkdir(join(dir, 'gitops'));
+    await writeFile(join(dir, 'gitops', 'a.yaml'), moduleYaml('a'));
+    await symlink(join(dir, 'gone.yaml'), join(dir, 'gitops', 'b.yaml'));
+    await symlink(join(dir, 'shared', 'c.yaml'), join(dir, 'gitops', 'c.yaml'));
+    const loaded = await loadManifests([join(dir, 'gitops')]);
+    expect(loaded.modules.map((m) => m.source)).to.deep.equal([
+      join(dir, 'gitops', 'a.yaml'),
+      join(dir, 'gitops', 'c.yaml'),
+    ]);
+    expect(loaded.errors).to.deep.equal([
+      { file: join(dir, 'gitops', 'b.yaml'), message: 'cannot read it (ENOENT)' },
+    ]);
   });
 
   it('does not take a Module of another API group for a KMM Module', async () => {

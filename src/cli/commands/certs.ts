@@ -45,6 +45,12 @@ export const registerCertsCommand: CommandRegistration = (program, io, setExitCo
         });
       } catch (err) {
         if (err instanceof CertificateError) throw new UsageError(err.message);
+        const { code, path } = err as NodeJS.ErrnoException;
+        if (code !== undefined && path !== undefined) {
+          // A directory that cannot be created or written: say which flag named it.
+          const flag = flags.caDir !== undefined && path.startsWith(flags.caDir) ? '--ca-dir' : '--out';
+          throw new UsageError(`${flag}: cannot write ${path} (${code}); give a directory you can write to`);
+        }
         throw err;
       }
       const cert = new X509Certificate(await readFile(written.certFile));

@@ -9,7 +9,13 @@ import {
   registryAccessFromFlags,
   type RegistryFlagValues,
 } from '../registry-flags.ts';
-import { loadManifests, ManifestPathError, type ManifestDocument } from '../../check/manifests.ts';
+import {
+  inputProblemSource,
+  loadManifests,
+  ManifestPathError,
+  type InputProblem,
+  type ManifestDocument,
+} from '../../check/manifests.ts';
 import { offlineBuildSignStage } from '../../check/offline-build-sign.ts';
 import { ProgressLine } from '../../check/progress.ts';
 import { OutputFormats, renderReport, type OutputFormat } from '../../check/report.ts';
@@ -40,7 +46,8 @@ interface CheckFlags extends RegistryFlagValues {
 /**
  * `kmm-preflight check`: the preflight engine without a cluster — Module manifests from files (or read from a
  * cluster), against a release image or a kernel, with images in registries or OCI layout directories. Prints the
- * status a PreflightValidationOCP would show; exit 0 when every Module is verified, 1 when any is not.
+ * status a PreflightValidationOCP would show; exit 0 when every Module is verified, 1 when any is not, 2 when there
+ * is no verdict: bad usage, input that could not be read (reported with the Modules that could), no kernel.
  */
 export const registerCheckCommand: CommandRegistration = (program, io, setExitCode) => {
   const command: Command = program
@@ -107,8 +114,16 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
   const access = await registryAccessFromFlags(flags, io.env);
 
   const { documents, notes, errors } = await readModules(flags, io);
+  const inputErrors: InputProblem[] = [...errors];
+  if (flags.kubeconfig === undefined && documents.length === 0) {
+    // A mistyped GitOps path must not pass as "nothing to check".
+    const paths = flags.filename.join(', ');
+    inputErrors.push({ file: paths, message: `no Module found in ${paths}` });
+  }
   for (const note of notes) io.stderr.write(`note: ${note}\n`);
-  for (const error of errors) io.stderr.write(`error: ${error}\n`);
+  for (const problem of inputErrors) {
+    io.stderr.write(`error: ${inputProblemSource(problem)}: ${problem.message}\n`);
+  }
 
   const registry = createImageSource({
     caCertificates: access.caCertificates,
@@ -150,15 +165,16 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
     progress.clear();
     for (const note of result.notes) io.stderr.write(`note: ${note}\n`);
     io.stdout.write(
-      renderReport(result.status, flags.output, {
+      renderReport({ status: result.status, inputErrors }, flags.output, {
         color: io.stdout.isTTY === true && io.env['NO_COLOR'] === undefined,
         ...(flags.releaseImage === undefined ? {} : { releaseImage: flags.releaseImage }),
       }),
     );
+    // No verdict over input that was not all read, or without a kernel: neither "verified" nor "not verified".
+    if (inputErrors.length > 0) return ExitCode.Usage;
+    if (kernel.state !== 'resolved') return ExitCode.Failed;
     const allVerified = (result.status.modules ?? []).every((m) => m.verificationStatus === 'True');
-    return allVerified && errors.length === 0 && kernel.state === 'resolved'
-      ? ExitCode.Ok
-      : ExitCode.NotVerified;
+    return allVerified ? ExitCode.Ok : ExitCode.NotVerified;
   } finally {
     progress.clear();
     await registry.close();
@@ -168,7 +184,11 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
 async function readModules(
   flags: CheckFlags,
   io: CliIo,
-): Promise<{ documents: readonly ManifestDocument[]; notes: readonly string[]; errors: readonly string[] }> {
+): Promise<{
+  documents: readonly ManifestDocument[];
+  notes: readonly string[];
+  errors: readonly InputProblem[];
+}> {
   if (flags.kubeconfig !== undefined) {
     return {
       documents: await listClusterModules(flags.kubeconfig, io.env, flags.namespace),
@@ -193,7 +213,13 @@ async function targetKernel(
   },
 ): Promise<KernelState> {
   if (flags.kernel !== undefined) {
-    return { state: 'resolved', targetKernel: flags.kernel.trim(), kernelVersion: flags.kernel.trim() };
+    const kernel = flags.kernel.trim();
+    return {
+      state: 'resolved',
+      targetKernel: kernel,
+      kernelVersion: kernel,
+      givenBy: '--kernel on the command line',
+    };
   }
   try {
     const release = await resolveRelease(
