@@ -220,8 +220,8 @@ describe('e2e: runner against the real API server and registry', function () {
         job.metadata.labels?.[JobLabel.ownerUid] === uid && job.metadata.labels?.[JobLabel.module] === module,
     );
   };
-  /** Modules whose image sits behind the proxy: their manifest can be held. */
-  const heldImage = (repository: string): string => `${proxy.host}/${repository}:${KERNEL_TAG}`;
+  /** An image reached through the proxy, which can hold its manifest and counts the requests for it. */
+  const proxiedImage = (repository: string): string => `${proxy.host}/${repository}:${KERNEL_TAG}`;
   const manifestsOf = (repository: string): RegExp => new RegExp(`^/v2/${repository}/manifests/`);
 
   /** The credential of `authRegistry` in every form a log line could carry it, and the tokens it bought. */
@@ -297,7 +297,8 @@ describe('e2e: runner against the real API server and registry', function () {
     const privateImage = `${authRegistry.host}/rn-kmods/private:${KERNEL_TAG}`;
     const docs = [
       moduleDoc(nsA, 'drv', good),
-      moduleDoc(nsB, 'drv', `${registry.host}/rn-kmods/fixme:${KERNEL_TAG}`),
+      // Behind the proxy, so the test can count the runner's checks of this image.
+      moduleDoc(nsB, 'drv', proxiedImage('rn-kmods/fixme')),
       moduleDoc(nsA, 'old-build', `${registry.host}/rn-kmods/old:${KERNEL_TAG}`),
       moduleDoc(nsA, 'to-delete', good),
       moduleDoc(nsB, 'needs-build', `${registry.host}/rn-kmods/absent:${KERNEL_TAG}`, {
@@ -427,27 +428,55 @@ describe('e2e: runner against the real API server and registry', function () {
   });
 
   it('a failed module whose image is fixed stays failed until its Module is edited, then becomes verified', async () => {
-    const failed = entry(await entries(`rn-${run}-one`), nsB, 'drv');
-    expect(failed).to.include({ verificationStatus: 'False', observedGeneration: 1 });
-    await pushModuleImage(registry, 'rn-kmods/fixme', kernel, { moduleName: MODULE, kernel });
-    // The retry interval outlasts the suite: without the edit, nothing would validate this module again.
-    await cluster.kubectl([
-      '-n',
-      nsB,
-      'patch',
-      'module',
-      'drv',
-      '--type=merge',
-      '-p',
-      JSON.stringify({
-        spec: { moduleLoader: { container: { modprobe: { moduleName: MODULE, parameters: ['x=1'] } } } },
-      }),
-    ]);
-    const fixed = await waitFor('nsB/drv verified', async () => {
-      const found = entry(await entries(`rn-${run}-one`), nsB, 'drv');
-      return found?.verificationStatus === 'True' ? found : undefined;
+    const name = `rn-${run}-one`;
+    const fixme = manifestsOf('rn-kmods/fixme');
+    const checksOfFixme = (): number => proxy.requests.filter((r) => fixme.test(r.path)).length;
+    const patchParameters = (namespace: string, module: string): Promise<string> =>
+      cluster.kubectl([
+        '-n',
+        namespace,
+        'patch',
+        'module',
+        module,
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          spec: { moduleLoader: { container: { modprobe: { moduleName: MODULE, parameters: ['x=1'] } } } },
+        }),
+      ]);
+    expect(entry(await entries(name), nsB, 'drv')).to.include({
+      verificationStatus: 'False',
+      observedGeneration: 1,
     });
-    expect(fixed).to.include({ verificationStage: 'Done', observedGeneration: 2 });
+    const checksBefore = checksOfFixme();
+    expect(checksBefore, 'the first pass checked the image').to.be.greaterThan(0);
+    await pushModuleImage(registry, 'rn-kmods/fixme', kernel, { moduleName: MODULE, kernel });
+
+    // Another Module's edit makes the runner reconcile the resource and start what is due, before it writes
+    // that Module's new verdict. The retry interval outlasts the suite, so nsB/drv is not due: not checked.
+    await patchParameters(nsA, 'old-build');
+    await preflightWhen(
+      name,
+      'nsA/old-build validated again',
+      ({ status }) => entry(status?.modules ?? [], nsA, 'old-build')?.observedGeneration === 2,
+    );
+    expect(checksOfFixme(), 'nsB/drv not checked again without an edit').to.equal(checksBefore);
+    expect(entry(await entries(name), nsB, 'drv')).to.include({
+      verificationStatus: 'False',
+      observedGeneration: 1,
+    });
+
+    await patchParameters(nsB, 'drv');
+    const fixed = await preflightWhen(
+      name,
+      'nsB/drv verified',
+      ({ status }) => entry(status?.modules ?? [], nsB, 'drv')?.verificationStatus === 'True',
+    );
+    expect(entry(fixed.status?.modules ?? [], nsB, 'drv')).to.include({
+      verificationStage: 'Done',
+      observedGeneration: 2,
+    });
+    expect(checksOfFixme(), 'the edit made the runner check the image').to.be.greaterThan(checksBefore);
   });
 
   it('a deleted Module loses its entry', async () => {
@@ -463,7 +492,7 @@ describe('e2e: runner against the real API server and registry', function () {
   it('the API server restarted mid-run: the same runner process completes the run and its watches recover', async () => {
     const name = `rn-${run}-restart`;
     const hold = proxy.hold(manifestsOf('rn-kmods/slow-restart'));
-    await apply(moduleDoc(nsA, 'slow-restart', heldImage('rn-kmods/slow-restart')));
+    await apply(moduleDoc(nsA, 'slow-restart', proxiedImage('rn-kmods/slow-restart')));
     await createPreflight(name);
     const total = await moduleCount();
     await hold.reached;
@@ -514,7 +543,7 @@ describe('e2e: runner against the real API server and registry', function () {
       }),
     );
     const hold = proxy.hold(manifestsOf('rn-kmods/slow-kill'));
-    await apply(moduleDoc(nsA, 'slow-kill', heldImage('rn-kmods/slow-kill')));
+    await apply(moduleDoc(nsA, 'slow-kill', proxiedImage('rn-kmods/slow-kill')));
     await apply(
       moduleDoc(nsA, 'builds', `${registry.host}/rn-kmods/built:${KERNEL_TAG}`, {
         build: { dockerfileConfigMap: { name: 'dockerfile' } },
