@@ -10,6 +10,7 @@ import {
   type FakeModuleOptions,
   type ModuleSigningKey,
 } from '../../src/fixtures/kmod.ts';
+import { buildReleaseFixture } from '../../src/fixtures/release.ts';
 import {
   buildLayer,
   opaqueWhiteout,
@@ -23,6 +24,7 @@ import type { Platform } from '../../src/image/source.ts';
 import { ImageStageCache } from '../../src/image/stage/cache.ts';
 import type { ImageVerdict, ImageVerifyRequest } from '../../src/image/stage/types.ts';
 import { verifyModuleImage } from '../../src/image/stage/verify.ts';
+import { InTreeModuleLists } from '../../src/release/in-tree-modules.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
 
 /**
@@ -152,6 +154,25 @@ describe('e2e: image stage on a real registry', function () {
         dep('extra/kmm_ci_a.ko: extra/kmm_ci_b.ko\nextra/kmm_ci_b.ko:\n'),
       ],
     ]);
+    refs.depInTree = await push('dep-in-tree', [
+      base(),
+      [await ko(`${DIR}/extra/kmm_ci_a.ko`, { depends: ['nvme-core'] }), dep('extra/kmm_ci_a.ko:\n')],
+    ]);
+    refs.depTypo = await push('dep-typo', [
+      base(),
+      [
+        await ko(`${DIR}/extra/kmm_ci_a.ko`, { depends: ['nvme-core', 'typo_dep'] }),
+        dep('extra/kmm_ci_a.ko:\n'),
+      ],
+    ]);
+    // The release's driver-toolkit for K, pushed with its digest kept, as image-references names it.
+    const release = await buildReleaseFixture({
+      dir: join(workDir, 'release'),
+      componentRepository: `${registry.host}/ocp/ocp-v4.0-art-dev`,
+      driverToolkit: () => ({ kernelVersion: K, rtKernelVersion: '' }),
+    });
+    await pushLayout(release.driverToolkitLayoutReference, 'ocp/ocp-v4.0-art-dev:dtk', registry);
+    refs.driverToolkit = release.driverToolkitReference;
     refs.depIndexXz = await push('dep-index-xz', [
       base(),
       [await ko(`${DIR}/kmm_ci_a.ko`), dep('kmm_ci_a.ko.xz:\n')],
@@ -227,7 +248,11 @@ describe('e2e: image stage on a real registry', function () {
   it('follows a symlink to the module, and does not take a dangling one for a module', async () => {
     expect(await verify(refs.symlink!)).to.include({ verified: true, path: `/${DIR}/extra/kmm_ci_a.ko` });
     const dangling = await verify(refs.danglingSymlink!);
-    expect(dangling.verified).to.equal(false);
+    expect(dangling).to.include({ verified: false, definite: true, path: null });
+    expect(dangling.reason).to.equal(
+      `module kmm_ci_a is not at /${DIR}/kmm_ci_a.ko (nor under /${DIR}/ as .ko/.ko.xz/.ko.zst/.ko.gz with - or _): ` +
+        `the image's /opt/lib/modules/${K}/ holds no such module (modules.dep still names /${DIR}/kmm_ci_a.ko)`,
+    );
   });
 
   it('picks the entry of a multi-arch index for the target architecture, and says when there is none', async () => {
@@ -273,11 +298,68 @@ describe('e2e: image stage on a real registry', function () {
   it('finds a dependency in a lower layer and names a missing one', async () => {
     const present = await verify(refs.depPresent!);
     expect(present.verified).to.equal(true);
-    expect(present.dependencies).to.deep.equal({ found: ['kmm_ci_b'], missing: [] });
+    expect(present.dependencies).to.deep.equal({
+      found: ['kmm_ci_b'],
+      missing: [],
+      inTree: [],
+      assumedInTree: [],
+    });
     const missing = await verify(refs.depMissing!);
     expect(missing.verified).to.equal(false);
-    expect(missing.dependencies).to.deep.equal({ found: [], missing: ['kmm_ci_b'] });
+    expect(missing.dependencies).to.deep.equal({
+      found: [],
+      missing: ['kmm_ci_b'],
+      inTree: [],
+      assumedInTree: [],
+    });
     expect(missing.reason).to.include('kmm_ci_a needs kmm_ci_b');
+  });
+
+  it("checks a dependency outside the image against the driver-toolkit's in-tree modules (Module.symvers)", async () => {
+    const requests: string[] = [];
+    const dtkSource = new RegistryClient({
+      ...registry.clientOptions,
+      onRequest: (event) => requests.push(`${event.method} ${event.path}`),
+    });
+    try {
+      const lists = new InTreeModuleLists({ source: dtkSource, tls: registry.pullOptions.tls });
+      const inTreeModules = lists.source({
+        driverToolkitImage: refs.driverToolkit!,
+        kernel: K,
+        platform: AMD64,
+      });
+      const inTree = await verify(refs.depInTree!, { inTreeModules });
+      expect(inTree.verified, inTree.reason).to.equal(true);
+      expect(inTree.dependencies).to.deep.equal({
+        found: [],
+        missing: [],
+        inTree: ['nvme_core'],
+        assumedInTree: [],
+      });
+      expect(inTree.reason).to.include('with in-tree nvme_core');
+      const typo = await verify(refs.depTypo!, { inTreeModules });
+      expect(typo).to.include({ verified: false, definite: true });
+      expect(typo.dependencies).to.deep.equal({
+        found: [],
+        missing: ['typo_dep'],
+        inTree: ['nvme_core'],
+        assumedInTree: [],
+      });
+      expect(typo.reason).to.equal(
+        `kmm_ci_a depends on typo_dep, which is neither in the image under /${DIR}/ nor an in-tree module of ${K}`,
+      );
+      // One read of the driver-toolkit for both: its manifest, its config and the two layers down to kernel-devel's
+      // file, never the OS layer below.
+      expect(requests.filter((r) => r.includes('/manifests/'))).to.have.length(1);
+      expect(requests.filter((r) => r.includes('/blobs/'))).to.have.length(3);
+      // Without a driver-toolkit the same image is verified, the dependencies assumed in-tree and said to be.
+      const offline = await verify(refs.depTypo!);
+      expect(offline.verified).to.equal(true);
+      expect(offline.dependencies?.assumedInTree).to.deep.equal(['nvme_core', 'typo_dep']);
+      expect(offline.reason).to.include('assumed to be in-tree modules');
+    } finally {
+      await dtkSource.close();
+    }
   });
 
   it('reports modules.dep naming a .ko.xz while the image holds the .ko, with both paths', async () => {
