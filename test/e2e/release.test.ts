@@ -1,7 +1,9 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 import {
   buildReleaseFixture,
@@ -15,6 +17,8 @@ import { ReleaseError } from '../../src/release/errors.ts';
 import { resolveRelease } from '../../src/release/resolve.ts';
 import { runCli } from '../support/cli.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * Release resolution against a real Distribution registry (TLS with a suite CA and htpasswd auth), with release
@@ -123,6 +127,84 @@ describe('release resolution against a real registry', function () {
     const s390x = await releaseJson([releaseRef, '--arch', 's390x']);
     expect(s390x.code).to.equal(1);
     expect(s390x.out['error']).to.match(/s390x/);
+  });
+
+  /**
+   * Publishes a release in Docker media types, as real payloads are: skopeo converts the fixture's images to
+   * schema2 (a manifest list when multi-arch) on push, which changes the driver-toolkit's digest, so the payload is
+   * built again naming the converted driver-toolkit by its new digest.
+   */
+  async function publishDocker(
+    name: string,
+    architectures: string[],
+  ): Promise<{ releaseRef: string; dtkRef: string }> {
+    const repository = `${registry.host}/ocp/ocp-v4.0-art-dev`;
+    const first = await buildReleaseFixture({ dir: join(tmp, `layout-${count++}`), architectures });
+    await pushLayout(first.driverToolkitLayoutReference, `ocp/ocp-v4.0-art-dev:dtk-${name}`, registry, {
+      format: 'v2s2',
+    });
+    const client = new RegistryClient({
+      ...registry.clientOptions,
+      credentials: RegistryCredentials.fromDockerConfig(registry.dockerConfig, 'test registry'),
+    });
+    let dtkRef: string;
+    try {
+      const dtk = await client.resolve(`${repository}:dtk-${name}`, {
+        platform: { os: 'linux', architecture: 'amd64' },
+      });
+      expect(dtk.manifest.mediaType).to.equal('application/vnd.docker.distribution.manifest.v2+json');
+      dtkRef = `${repository}@${dtk.indexDigest ?? dtk.digest}`;
+    } finally {
+      await client.close();
+    }
+    const payload = await buildReleaseFixture({
+      dir: join(tmp, `layout-${count++}`),
+      architectures,
+      imageReferences: (is) => ({
+        ...is,
+        spec: {
+          ...is.spec,
+          tags: is.spec.tags.map((t) =>
+            t.name === 'driver-toolkit' ? { ...t, from: { ...t.from, name: dtkRef } } : t,
+          ),
+        },
+      }),
+      omitDriverToolkitImage: true,
+    });
+    await pushLayout(payload.releaseLayoutReference, `ocp/ocp-release:${name}`, registry, { format: 'v2s2' });
+    return { releaseRef: `${registry.host}/ocp/ocp-release:${name}`, dtkRef };
+  }
+
+  it('resolves Docker schema2 releases: single-arch, and a -multi manifest list at both levels', async () => {
+    const single = await publishDocker('4.19.3-x86_64', ['amd64']);
+    const amd = await releaseJson([single.releaseRef]);
+    expect(amd.code, amd.stderr).to.equal(0);
+    expect(amd.out).to.include({
+      dtkImage: single.dtkRef,
+      kernelVersion: '5.14.0-427.13.1.el9_4.x86_64',
+      architecture: 'amd64',
+    });
+    const multi = await publishDocker('4.19.3-multi', ['amd64', 'arm64']);
+    const arm = await releaseJson([multi.releaseRef, '--arch', 'aarch64']);
+    expect(arm.code, arm.stderr).to.equal(0);
+    expect(arm.out).to.include({
+      dtkImage: multi.dtkRef,
+      kernelVersion: '5.14.0-427.13.1.el9_4.aarch64',
+      architecture: 'arm64',
+    });
+    // What the registry serves, read by an independent client: a Docker manifest list.
+    const { stdout } = await execFileAsync('skopeo', [
+      'inspect',
+      '--raw',
+      '--cert-dir',
+      registry.certificates!.dir,
+      '--authfile',
+      registry.authFile,
+      `docker://${multi.releaseRef}`,
+    ]);
+    expect((JSON.parse(stdout) as { mediaType?: string }).mediaType).to.equal(
+      'application/vnd.docker.distribution.manifest.list.v2+json',
+    );
   });
 
   it('follows mirror rules when the payload points at a host that does not exist', async () => {
