@@ -5,11 +5,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { buildKernelModule } from '../../src/fixtures/kmod.ts';
+import { JobLabel } from '../../src/buildsign/identity.ts';
 import { buildReleaseFixture, type ReleaseFixture } from '../../src/fixtures/release.ts';
-import { buildLayer } from '../../src/image/oci-layout/tar-layer.ts';
-import { writeImage } from '../../src/image/oci-layout/writer.ts';
+import { createKubeClient, loadKubeConfig } from '../../src/platform/kube/client.ts';
+import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
+import { finishJobPod } from '../buildsign/e2e-support.ts';
 import { ensureCluster, kubectl as kubectlWith } from '../support/cluster.ts';
+import { pushModuleImage } from '../support/module-images.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
 import {
   manifestsDir,
@@ -114,7 +116,9 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
   let release: ReleaseFixture;
   let webhook: CliProcess | undefined;
   let runner: CliProcess | undefined;
+  /** Rendered kinds this server does not serve, and the objects applied in `before`. */
   let skippedKinds: string[] = [];
+  let applied: KubeObject[] = [];
   const kubeconfigs: Record<'runner' | 'webhook', string> = { runner: '', webhook: '' };
 
   const kubectl = (args: readonly string[], input?: string): Promise<string> =>
@@ -198,6 +202,26 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
     return file;
   }
 
+  /** `apiVersion/kind` of every kind the API server lists in discovery for these API versions. */
+  async function servedKinds(apiVersions: readonly string[]): Promise<Set<string>> {
+    const kinds = new Set<string>();
+    for (const apiVersion of new Set(apiVersions)) {
+      const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+      const list = await kubectl(['get', '--raw', path]).then(
+        (text) => JSON.parse(text) as { resources: { name: string; kind: string }[] },
+        (err: unknown) => {
+          // A group version the server does not serve answers 404; anything else is a real failure.
+          if (/NotFound|could not find/i.test((err as Error).message)) return { resources: [] };
+          throw err;
+        },
+      );
+      // Subresources (`pods/log`) carry their parent's or another kind; only top-level resources count.
+      for (const resource of list.resources.filter((r) => !r.name.includes('/')))
+        kinds.add(`${apiVersion}/${resource.kind}`);
+    }
+    return kinds;
+  }
+
   async function deleteEverything(): Promise<void> {
     // The webhook configuration first: nothing may call a webhook that is about to stop.
     await kubectl(['delete', 'validatingwebhookconfiguration', 'kmm-preflight', '--ignore-not-found']);
@@ -255,13 +279,14 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
     ]);
 
     rendered = await renderOverlays(workDir);
-    // Everything but the webhook configuration, which waits until the webhook serves. Kinds whose API version this
-    // server lacks (policy/v1 PodDisruptionBudget on 1.20) are left out and listed.
-    const served = new Set((await kubectl(['api-versions'])).split('\n').filter(Boolean));
+    // Everything but the webhook configuration, which waits until the webhook serves. Kinds this server's
+    // discovery does not list (say, policy/v1 PodDisruptionBudget before Kubernetes 1.21) are left out and listed.
     const objects = rendered.selfSigned.map((d: ManifestDocument) => d.object as KubeObject);
-    const applicable = objects.filter((o) => served.has(o.apiVersion));
-    skippedKinds = objects.filter((o) => !served.has(o.apiVersion)).map((o) => `${o.apiVersion}/${o.kind}`);
-    await apply(applicable.filter((o) => o.kind !== 'ValidatingWebhookConfiguration'));
+    const served = await servedKinds(objects.map((o) => o.apiVersion));
+    const isServed = (o: KubeObject): boolean => served.has(`${o.apiVersion}/${o.kind}`);
+    skippedKinds = [...new Set(objects.filter((o) => !isServed(o)).map((o) => `${o.apiVersion}/${o.kind}`))];
+    applied = objects.filter((o) => isServed(o) && o.kind !== 'ValidatingWebhookConfiguration');
+    await apply(applied);
     kubeconfigs.runner = await serviceAccountKubeconfig('runner');
     kubeconfigs.webhook = await serviceAccountKubeconfig('webhook');
   });
@@ -273,30 +298,41 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 
-  it('applies every object of the self-signed overlay this server has an API for', async () => {
-    expect(skippedKinds, 'only what Kubernetes 1.20 lacks').to.deep.equal(['policy/v1/PodDisruptionBudget']);
-    const listed = await kubectl([
-      'get',
-      'serviceaccount,deployment,service,secret,role,rolebinding',
-      '-n',
-      NAMESPACE,
-      '-o',
-      'name',
-    ]);
-    for (const name of [
+  it('applies every object of the self-signed overlay whose kind this server serves', async () => {
+    // Only an optional extra may be missing from an older server; what the components need is served everywhere.
+    const needed = [
+      'Namespace',
+      'ServiceAccount',
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'Role',
+      'RoleBinding',
+      'Deployment',
+      'Service',
+      'Secret',
+      'CustomResourceDefinition',
+      'ValidatingWebhookConfiguration',
+    ];
+    expect(skippedKinds.filter((kind) => needed.includes(kind.split('/').at(-1)!))).to.deep.equal([]);
+    if (skippedKinds.length > 0)
+      console.log(`      not served by this API server: ${skippedKinds.join(', ')}`);
+    // Every applied object is there, read back by kind and name.
+    const found = (
+      await kubectl(['get', '-f', '-', '-o', 'name'], applied.map((o) => stringify(o)).join('---\n'))
+    )
+      .split('\n')
+      .filter(Boolean);
+    expect(found).to.have.length(applied.length);
+    expect(found).to.include.members([
       'serviceaccount/runner',
       'serviceaccount/webhook',
       'deployment.apps/runner',
       'deployment.apps/webhook',
       'service/webhook',
       'secret/webhook-tls',
+      'clusterrole.rbac.authorization.k8s.io/kmm-preflight-webhook',
       'role.rbac.authorization.k8s.io/runner-leader-election',
-    ]) {
-      expect(listed).to.include(name);
-    }
-    expect(
-      await kubectl(['get', 'clusterrole', 'kmm-preflight-runner', 'kmm-preflight-webhook', '-o', 'name']),
-    ).to.include('kmm-preflight-webhook');
+    ]);
   });
 
   it('kubectl auth can-i: each ServiceAccount may do what its job needs', async () => {
@@ -322,8 +358,10 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       ['operator.openshift.io', 'imagecontentsourcepolicies'],
     ];
     const webhookNeeds = [
+      ['list', 'preflightvalidationsocp.kmm.sigs.x-k8s.io'],
       ['watch', 'preflightvalidationsocp.kmm.sigs.x-k8s.io'],
       ['list', 'modules.kmm.sigs.x-k8s.io', '--all-namespaces'],
+      ['watch', 'modules.kmm.sigs.x-k8s.io', '--all-namespaces'],
     ];
     for (const args of runnerNeeds)
       expect(await canI('runner', args), `runner: ${args.join(' ')}`).to.equal('yes');
@@ -376,6 +414,9 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       ['create', 'serviceaccounts/token', '-n', NAMESPACE],
     ];
     const webhookNever = [
+      // Its informers list and watch; it never reads an object by name.
+      ['get', 'preflightvalidationsocp.kmm.sigs.x-k8s.io'],
+      ['get', 'modules.kmm.sigs.x-k8s.io', '-n', MODULES_NAMESPACE],
       ['get', 'secrets', '-n', MODULES_NAMESPACE],
       ['update', 'preflightvalidationsocp.kmm.sigs.x-k8s.io', '--subresource=status'],
       ['create', 'events', '-n', 'default'],
@@ -473,7 +514,7 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       240_000,
     );
     const kernel = release.architectures[0]!.driverToolkit.kernelVersion;
-    await pushModuleImage(kernel);
+    await pushModuleImage(registry!, 'mods/kmod', 'v1', { moduleName: 'kmm_ci_a', kernel });
     // The suite registry needs no credentials, but the runner reads both pull Secrets all the same (GET by name):
     // that is the access being proven here.
     const credentials = [
@@ -500,9 +541,20 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       MODULES_NAMESPACE,
       ...credentials,
     ]);
+    // The Build stage reads the Dockerfile ConfigMap a build section names (GET by name), creates the Job, and
+    // follows its Pods; a failed Pod's termination message becomes the verdict.
     await apply([
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'dockerfile', namespace: MODULES_NAMESPACE, labels: SUITE_LABEL },
+        data: { dockerfile: 'FROM ${DTK_AUTO}\nRUN make\n' },
+      },
       module('present', `${registry!.host}/mods/kmod:v1`, kernel),
       module('absent', `${registry!.host}/mods/kmod:missing`, kernel),
+      module('built', `${registry!.host}/mods/kmod:built`, kernel, {
+        dockerfileConfigMap: { name: 'dockerfile' },
+      }),
     ]);
 
     const opsPort = await freePort('127.0.0.1');
@@ -519,52 +571,82 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
         `--insecure-registry=${registry!.host}`,
         `--pull-secret=${MODULES_NAMESPACE}/release-pull`,
         `--namespaces=${MODULES_NAMESPACE}`,
+        // The test plays the kubelet once: a Job that fails on its first Pod (no second Pod to fail as well).
+        '--job-backoff-limit=0',
       ],
       { POD_NAMESPACE: NAMESPACE, POD_NAME: 'runner-e2e' },
     );
     let lastStatus = '';
-    const status = await waitFor(
-      'both modules to reach a final status',
-      async () => {
-        if (!runner!.running) throw new Error(`the runner exited:\n${runner!.output}`);
-        const resource = JSON.parse(
-          await kubectl(['get', 'preflightvalidationsocp.kmm.sigs.x-k8s.io', PREFLIGHT, '-o', 'json']),
-        ) as {
-          status?: {
-            modules?: {
-              name: string;
-              verificationStatus: string;
-              verificationStage: string;
-              statusReason?: string;
-            }[];
-          };
-        };
-        lastStatus = JSON.stringify(resource.status ?? {});
-        const modules = resource.status?.modules ?? [];
-        const final = modules.filter(
-          (m) =>
-            m.verificationStage === 'Done' ||
-            (m.verificationStatus === 'False' && m.verificationStage === 'Image'),
+    const statusWhen = (
+      what: string,
+      holds: (modules: ModuleStatusEntry[]) => boolean,
+    ): Promise<ModuleStatusEntry[]> =>
+      waitFor(
+        what,
+        async () => {
+          if (!runner!.running) throw new Error(`the runner exited:\n${runner!.output}`);
+          const resource = JSON.parse(
+            await kubectl(['get', 'preflightvalidationsocp.kmm.sigs.x-k8s.io', PREFLIGHT, '-o', 'json']),
+          ) as { status?: { modules?: ModuleStatusEntry[] } };
+          lastStatus = JSON.stringify(resource.status ?? {});
+          const modules = resource.status?.modules ?? [];
+          return holds(modules) ? modules : undefined;
+        },
+        150_000,
+      ).catch((err: unknown) => {
+        const tail = runner!.output.split('\n').slice(-40).join('\n');
+        throw new Error(
+          `${(err as Error).message}\nlast status: ${lastStatus}\nrunner output (tail):\n${tail}`,
         );
-        return modules.length === 2 &&
-          final.length === 2 &&
-          modules.some((m) => m.verificationStatus === 'True')
-          ? modules
-          : undefined;
-      },
-      150_000,
-    ).catch((err: unknown) => {
-      const tail = runner!.output.split('\n').slice(-40).join('\n');
-      throw new Error(
-        `${(err as Error).message}\nlast status: ${lastStatus}\nrunner output (tail):\n${tail}`,
-      );
-    });
-    expect(status.find((m) => m.name === 'present')).to.include({
-      verificationStatus: 'True',
-      verificationStage: 'Done',
-    });
-    expect(status.find((m) => m.name === 'absent')).to.include({ verificationStatus: 'False' });
+      });
+    const entry = (modules: ModuleStatusEntry[], name: string): ModuleStatusEntry | undefined =>
+      modules.find((m) => m.name === name);
 
+    const started = await statusWhen(
+      'present verified, absent failed at Image, built at Build',
+      (modules) =>
+        entry(modules, 'present')?.verificationStage === 'Done' &&
+        entry(modules, 'absent')?.verificationStatus === 'False' &&
+        entry(modules, 'built')?.verificationStage === 'Build',
+    );
+    expect(entry(started, 'present')).to.include({ verificationStatus: 'True', verificationStage: 'Done' });
+    expect(entry(started, 'absent')).to.include({ verificationStatus: 'False', verificationStage: 'Image' });
+
+    // The Job the runner created under its token; the test plays the kubelet and fails its Pod.
+    const adminConfig = loadKubeConfig(adminKubeconfig);
+    const adminClient = createKubeClient(adminConfig);
+    const jobs = new KubeJobStore(adminClient, adminConfig);
+    const job = await waitFor('the Build Job of Module built', async () => {
+      const found = await jobs.listJobs(MODULES_NAMESPACE, {
+        [JobLabel.managedBy]: 'kmm-preflight',
+        [JobLabel.module]: 'built',
+      });
+      return found.length === 1 ? found[0] : undefined;
+    });
+    expect(entry(started, 'built')?.statusReason).to.contain(job.metadata.name);
+    const message = 'error building image: RUN make: exit status 2 (deploy e2e)';
+    const image = job.spec.template.spec.containers[0]?.image ?? '';
+    await finishJobPod(adminClient, jobs, image, MODULES_NAMESPACE, job.metadata.name, 'Failed', message);
+    const failed = await statusWhen(
+      "built failed at Build with its Pod's termination message",
+      (modules) => entry(modules, 'built')?.statusReason?.includes(message) === true,
+    );
+    expect(entry(failed, 'built')).to.include({ verificationStatus: 'False', verificationStage: 'Build' });
+
+    // pods/log: the runner reads a failed Pod's log tail when it left no termination message, and treats any
+    // failure there as "no log", so its output cannot show a 403. Asked directly with the runner's token, the API
+    // server serves the (empty: no kubelet ran the Pod) log.
+    const [pod] = await jobs.listJobPods(job);
+    const logs = await kubectlWith(kubeconfigs.runner, [
+      'logs',
+      '-n',
+      MODULES_NAMESPACE,
+      pod!.metadata.name,
+    ]).then(
+      () => 'served',
+      (err: unknown) => (err as Error).message,
+    );
+    expect(logs).to.equal('served');
     const lease = JSON.parse(
       await kubectl(['get', 'lease', 'kmm-preflight-runner', '-n', NAMESPACE, '-o', 'json']),
     ) as { spec: { holderIdentity?: string } };
@@ -599,8 +681,8 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
       PREFLIGHT,
       release.version,
       kernel,
-      '1/2',
-      '1',
+      '1/3',
+      '2',
       'False',
     ]);
     const wide = (await kubectl(['get', 'pfvo', PREFLIGHT, '-o', 'wide'])).split('\n')[0] ?? '';
@@ -624,25 +706,6 @@ describe('deployment: the shipped manifests and RBAC on the real API server', fu
     await pushLayout(release.releaseLayoutReference, 'ocp/release:e2e', registry);
     await pushLayout(release.driverToolkitLayoutReference, 'ocp/art-dev:driver-toolkit', registry);
   }
-
-  async function pushModuleImage(kernel: string): Promise<void> {
-    const dir = `opt/lib/modules/${kernel}`;
-    const layout = join(workDir, 'module-layout');
-    await writeImage(layout, {
-      tag: 'v1',
-      layers: [
-        await buildLayer([
-          {
-            type: 'file',
-            name: `${dir}/extra/kmm_ci_a.ko`,
-            content: await buildKernelModule({ name: 'kmm_ci_a', kernel }),
-          },
-          { type: 'file', name: `${dir}/modules.dep`, content: 'extra/kmm_ci_a.ko:\n' },
-        ]),
-      ],
-    });
-    await pushLayout(`oci:${layout}:v1`, 'mods/kmod:v1', registry!);
-  }
 });
 
 function preflight(releaseImage: string, name = PREFLIGHT): KubeObject {
@@ -654,7 +717,14 @@ function preflight(releaseImage: string, name = PREFLIGHT): KubeObject {
   };
 }
 
-function module(name: string, image: string, kernel: string): KubeObject {
+interface ModuleStatusEntry {
+  name: string;
+  verificationStatus: string;
+  verificationStage: string;
+  statusReason?: string;
+}
+
+function module(name: string, image: string, kernel: string, build?: Record<string, unknown>): KubeObject {
   return {
     apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
     kind: 'Module',
@@ -666,6 +736,7 @@ function module(name: string, image: string, kernel: string): KubeObject {
         container: {
           modprobe: { moduleName: 'kmm_ci_a' },
           kernelMappings: [{ literal: kernel, containerImage: image }],
+          ...(build === undefined ? {} : { build }),
         },
       },
     },
