@@ -111,7 +111,8 @@ export class InTreeModuleLists {
     pull: PullOptions,
   ): Promise<InTreeModules> {
     const path = moduleSymversPath(kernel);
-    const { platform: _platform, ...blobPull } = pull;
+    // Shared by every check that asks while it runs: one caller's abort must not fail the others.
+    const { platform: _platform, signal: _signal, ...blobPull } = pull;
     let files: Map<string, Buffer>;
     try {
       files = await findFiles(this.#deps.source, dtk, [path], {
