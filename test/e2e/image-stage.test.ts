@@ -227,7 +227,8 @@ describe('e2e: image stage on a real registry', function () {
     expect(absent.reason).to.include(`module kmm_ci_a is not at /${DIR}/kmm_ci_a.ko`);
     const missing = await verify(`${registry.host}/${repo}:no-such-tag`);
     expect(missing).to.include({ verified: false, definite: true, errorCode: 'NOT_FOUND' });
-    expect(missing.reason).to.match(/does not exist/);
+    expect(missing.reason).to.match(/^image \S+:no-such-tag does not exist\b/);
+    expect(missing.reason.split(`${registry.host}/${repo}`), 'the image is named once').to.have.length(2);
   });
 
   it('names the kernel directories an image has when the module is in another kernel directory', async () => {
