@@ -491,7 +491,9 @@ describe('e2e: runner against the real API server and registry', function () {
 
   it('the API server restarted mid-run: the same runner process completes the run and its watches recover', async () => {
     const name = `rn-${run}-restart`;
-    const hold = proxy.hold(manifestsOf('rn-kmods/slow-restart'));
+    const slowManifests = manifestsOf('rn-kmods/slow-restart');
+    const checksOfSlow = (): number => proxy.requests.filter((r) => slowManifests.test(r.path)).length;
+    const hold = proxy.hold(slowManifests);
     await apply(moduleDoc(nsA, 'slow-restart', proxiedImage('rn-kmods/slow-restart')));
     await createPreflight(name);
     const total = await moduleCount();
@@ -502,6 +504,7 @@ describe('e2e: runner against the real API server and registry', function () {
 
     await stopCluster();
     // The validation in flight finishes while the API server is down: its result must not be lost.
+    const checksHeld = checksOfSlow();
     hold.release();
     // up.sh can trip over another suite starting the shared cluster at the same moment: try again.
     await waitFor('the API server back', () => privateCluster(fixtureDir).then(() => true), 180_000, 2_000);
@@ -512,6 +515,9 @@ describe('e2e: runner against the real API server and registry', function () {
       verificationStage: 'Done',
     });
     expect(resource.status).to.include({ total, verified: 4 });
+    expect(checksOfSlow(), 'the verdict reached during the outage was kept, not checked again').to.equal(
+      checksHeld,
+    );
     expect(main.child.pid).to.equal(pid);
     expect(main.child.exitCode, 'the runner process lives on').to.equal(null);
     expect(main.child.signalCode).to.equal(null);

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 
 import type { RegistryTLS } from '../../src/image/source.ts';
+import { openssl, selfSignedCertificate } from './openssl.ts';
 import { startTokenServer, TOKEN_ISSUER, TOKEN_SERVICE, type TokenServer } from './token-server.ts';
 
 /**
@@ -104,22 +105,7 @@ export async function createTestCertificates(dir: string): Promise<TestCertifica
   const csr = join(secret, 'server.csr');
   const certFile = join(secret, 'server-cert.pem');
   const ext = join(secret, 'server.ext');
-  const openssl = (args: string[]): Promise<unknown> => run('openssl', args, { timeout: 60_000 });
-  await openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=kmm-preflight test CA',
-    '-keyout',
-    caKey,
-    '-out',
-    caFile,
-  ]);
+  await selfSignedCertificate('/CN=kmm-preflight test CA', caKey, caFile);
   await openssl([
     'req',
     '-newkey',

@@ -1,17 +1,14 @@
-import { execFile } from 'node:child_process';
 import { createSign, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { selfSignedCertificate } from './openssl.ts';
 
 /**
  * A Docker registry token service (the flow of the distribution "token" auth): it checks the Basic credentials a
  * client sends, and answers with a short-lived JWT, signed with a key whose self-signed certificate the registry
  * trusts (`rootcertbundle`), granting the scopes asked for. Serves HTTPS on 127.0.0.1 with the given key pair.
  */
-
-const run = promisify(execFile);
 
 export const TOKEN_SERVICE = 'kmm-test-registry';
 export const TOKEN_ISSUER = 'kmm-test-token-issuer';
@@ -37,25 +34,7 @@ export interface TokenServerOptions {
 export async function startTokenServer(options: TokenServerOptions): Promise<TokenServer> {
   const signerKeyFile = join(options.dir, 'token-signer-key.pem');
   const signerCertFile = join(options.dir, 'token-signer.crt');
-  await run(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=kmm-preflight test token signer',
-      '-keyout',
-      signerKeyFile,
-      '-out',
-      signerCertFile,
-    ],
-    { timeout: 60_000 },
-  );
+  await selfSignedCertificate('/CN=kmm-preflight test token signer', signerKeyFile, signerCertFile);
   const signerKey = await readFile(signerKeyFile, 'utf8');
   // The certificate goes in the token's x5c header, DER in standard base64: the registry checks it against its
   // rootcertbundle and the signature against its key.
@@ -76,16 +55,14 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       }
       const token = signToken(signerKey, x5c, options.username, url.searchParams.getAll('scope'));
       issued.push(token);
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            token,
-            access_token: token,
-            expires_in: 300,
-            issued_at: new Date().toISOString(),
-          }),
-        );
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          token,
+          access_token: token,
+          expires_in: 300,
+          issued_at: new Date().toISOString(),
+        }),
+      );
     },
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
