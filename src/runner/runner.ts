@@ -89,7 +89,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   mirrorTimer.unref();
 
   const platform = { os: 'linux', architecture: config.architecture };
-  const buildSign = createBuildSign(client, kc, config.buildSign);
+  const buildSign = createBuildSign(client, kc, config.buildSign, logger);
   // The release's driver-toolkit, read like the release (mirrors, pull secret), lists the kernel's in-tree modules.
   const inTreeModules = new InTreeModuleLists({ source, credentials: () => credentials.cluster() });
   const engine = createPreflightDeps({

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { pino, type Logger } from 'pino';
 import { JobStoreError } from '../../buildsign/errors.ts';
 import type { Job, Pod } from '../../buildsign/kube-types.ts';
 import type { BuildInputsReader, JobStore } from '../../buildsign/store.ts';
@@ -52,10 +53,13 @@ async function orUndefined<T>(read: Promise<T>): Promise<T | undefined> {
 export class KubeJobStore implements JobStore, BuildInputsReader {
   readonly #client: KubeClient;
   readonly #core: CoreV1Api;
+  readonly #logger: Logger;
 
-  constructor(client: KubeClient, kubeConfig: KubeConfig) {
+  /** `logger` hears about pod logs it could not read (default: silent, for tests that drive the store). */
+  constructor(client: KubeClient, kubeConfig: KubeConfig, logger: Logger = pino({ level: 'silent' })) {
     this.#client = client;
     this.#core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#logger = logger;
   }
 
   getJob(namespace: string, name: string): Promise<Job | undefined> {
@@ -132,8 +136,22 @@ export class KubeJobStore implements JobStore, BuildInputsReader {
         tailLines: LOG_TAIL_LINES,
         limitBytes: LOG_TAIL_BYTES,
       });
-    } catch {
+    } catch (err) {
       // No kubelet to ask, the node is gone, or the pod was collected: the status says what it knows without it.
+      // A refusal is different: the runner's RBAC lacks pods/log, which an administrator must see to fix.
+      const code = err instanceof ApiException ? err.code : undefined;
+      const fields = { namespace, pod, container, code };
+      if (code === 401 || code === 403) {
+        this.#logger.warn(
+          fields,
+          'reading a failed build/sign pod log was refused: grant the runner get on pods/log',
+        );
+      } else {
+        this.#logger.debug(
+          { ...fields, err: err instanceof Error ? err.message : String(err) },
+          'pod log unavailable',
+        );
+      }
       return undefined;
     }
   }

@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
 import { buildSignConfig, type BuildSignConfig } from '../../buildsign/config.ts';
 import { buildSignPort } from '../../buildsign/preflight-port.ts';
 import { BuildSignStage } from '../../buildsign/stage.ts';
@@ -22,8 +23,9 @@ export function createBuildSign(
   client: KubeClient,
   kubeConfig: KubeConfig,
   overrides: Partial<BuildSignConfig> = {},
+  logger?: Logger,
 ): BuildSignWiring {
-  const store = new KubeJobStore(client, kubeConfig);
+  const store = new KubeJobStore(client, kubeConfig, logger);
   const stage = new BuildSignStage({ jobs: store, inputs: store, config: buildSignConfig(overrides) });
   return { port: buildSignPort(stage), store };
 }
