@@ -5,11 +5,12 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 import { expect } from 'chai';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml';
 
 import type { PreflightValidationOCPStatus } from '../../src/api/preflight.ts';
 import { buildDemoWorkspace, type DemoWorkspace } from '../../src/demo/workspace.ts';
 import { ART_REPOSITORY } from '../../src/fixtures/release.ts';
+import { junitCasesOf, parseJunit, tableRows } from '../check/parse-report.ts';
 import { runCli } from '../support/cli.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
@@ -102,17 +103,67 @@ describe('e2e: kmm-preflight check', function () {
       const [doc] = parseAllDocuments(yaml.stdout);
       expect(verdicts(doc?.toJS() as PreflightValidationOCPStatus)).to.deep.equal(expected);
 
+      expect(yaml.code).to.equal(1);
+
       const junit = await runCli([...args(), '-o', 'junit']);
-      const failing = Object.values(expected).filter(([v]) => v === 'False').length;
-      expect(junit.stdout).to.contain(`tests="6" failures="${failing}"`);
+      expect(junit.code).to.equal(1);
+      const parsed = parseJunit(junit.stdout);
+      expect(parsed.cases).to.deep.equal(junitCasesOf(status));
+      expect(parsed.failures).to.equal(Object.values(expected).filter(([v]) => v === 'False').length);
+
+      const table = await runCli(args());
+      expect(table.code).to.equal(1);
+      const byName = Object.fromEntries(
+        (status.modules ?? []).map((m) => [
+          m.name,
+          [m.verificationStatus, m.verificationStage, m.statusReason],
+        ]),
+      );
+      expect(tableRows(table.stdout)).to.deep.equal(byName);
     });
 
-    it('says access is denied without the credentials, and never prints them', async () => {
+    it('says access is denied without the credentials, fails every Module with it, never prints them: exit 2', async () => {
       const withoutAuth = args().slice(0, -2);
       const result = await runCli([...withoutAuth, '-o', 'json'], {});
-      expect(result.code).to.equal(1);
+      expect(result.code).to.equal(2);
       expect(result.stderr).to.match(/release not resolved/);
+      const status = JSON.parse(result.stdout) as PreflightValidationOCPStatus;
+      expect(status).to.include({ total: 6, verified: 0, failed: 6 });
+      for (const entry of status.modules ?? []) {
+        expect(entry.statusReason).to.match(
+          /^the target kernel could not be resolved: release image .* requires credentials and none are configured for it$/,
+        );
+      }
       expect(result.stdout + result.stderr).not.to.contain(registry.password ?? '\u0000');
+    });
+
+    it('an unreachable registry: tried several times, then a failure at Image with no promise of a retry', async () => {
+      const unreachable = join(dir, 'unreachable.yaml');
+      await writeFile(
+        unreachable,
+        toYaml({
+          apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
+          kind: 'Module',
+          metadata: { name: 'far-away', namespace: 'drivers' },
+          spec: {
+            selector: {},
+            moduleLoader: {
+              container: {
+                modprobe: { moduleName: 'far_away' },
+                kernelMappings: [{ regexp: '^.+$', containerImage: '127.0.0.1:1/drivers/far-away:v1' }],
+              },
+            },
+          },
+        }),
+      );
+      const result = await runCli(['check', '--kernel', demo.kernel, '-f', unreachable, '-o', 'json']);
+      expect(result.code, result.stderr).to.equal(1);
+      const status = JSON.parse(result.stdout) as PreflightValidationOCPStatus;
+      expect(status).to.include({ total: 1, verified: 0, failed: 1 });
+      const entry = status.modules?.[0];
+      expect(entry).to.include({ verificationStatus: 'False', verificationStage: 'Image' });
+      expect(entry?.statusReason).to.match(/127\.0\.0\.1:1 unreachable after \d+ tries \(ECONNREFUSED\)$/);
+      expect(entry?.statusReason).not.to.match(/retry/);
     });
   });
 
@@ -158,6 +209,59 @@ describe('e2e: kmm-preflight check', function () {
       expect(verdicts(status)).to.deep.equal(expected);
       expect(new Set(status.modules?.map((m) => m.namespace))).to.deep.equal(new Set([namespace]));
     });
+
+    it('a token the API server refuses, or one without the right to list Modules: one line, exit 2, no token', async () => {
+      const admin = parseYaml(await readFile(cluster.kubeconfig, 'utf8')) as {
+        clusters: { cluster: { server: string } }[];
+      };
+      const server = admin.clusters[0]?.cluster.server ?? '';
+      await cluster.kubectl(['create', 'serviceaccount', 'no-rights', '-n', namespace]);
+      const request = {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: { expirationSeconds: 600 },
+      };
+      const { status } = JSON.parse(
+        await cluster.kubectl(
+          ['create', '--raw', `/api/v1/namespaces/${namespace}/serviceaccounts/no-rights/token`, '-f', '-'],
+          JSON.stringify(request),
+        ),
+      ) as { status: { token: string } };
+      for (const [token, expected] of [
+        [
+          status.token,
+          /failed: HTTP 403 Forbidden: .*cannot list resource "modules".* \(the kubeconfig user needs "list" on modules\.kmm\.sigs\.x-k8s\.io\)$/,
+        ],
+        [
+          'not-a-valid-token',
+          /failed: HTTP 401 Unauthorized: .*\(the credentials in the kubeconfig were not accepted\)$/,
+        ],
+      ] as const) {
+        const kubeconfig = join(dir, 'limited-kubeconfig');
+        await writeFile(
+          kubeconfig,
+          toYaml({
+            apiVersion: 'v1',
+            kind: 'Config',
+            clusters: [{ name: 'e2e', cluster: admin.clusters[0]?.cluster }],
+            users: [{ name: 'limited', user: { token } }],
+            contexts: [{ name: 'limited', context: { cluster: 'e2e', user: 'limited' } }],
+            'current-context': 'limited',
+          }),
+          { mode: 0o600 },
+        );
+        const result = await runCli(['check', '--kubeconfig', kubeconfig, '--kernel', demo.kernel]);
+        expect(result.code, result.stderr).to.equal(2);
+        expect(result.stdout).to.equal('');
+        const lines = result.stderr.trimEnd().split('\n');
+        expect(lines).to.have.length(1);
+        expect(lines[0]).to.contain(
+          `kmm-preflight: listing the Modules of all namespaces from ${server} (--kubeconfig ${kubeconfig})`,
+        );
+        expect(lines[0]).to.match(expected);
+        expect(result.stderr).not.to.contain(token);
+      }
+    });
   });
 
   describe('npm run demo in a fresh clone', () => {
@@ -179,14 +283,19 @@ describe('e2e: kmm-preflight check', function () {
       expect(workspace, stdout).to.be.a('string');
       expect(command, stdout).to.be.a('string');
       try {
-        const rows: Verdicts = {};
-        for (const line of stdout.split('\n')) {
-          const row = /^kmm-demo\s+(\S+)\s+(True|False)\s+(\S+)\s/.exec(line);
-          if (row?.[1] !== undefined) rows[row[1]] = [row[2] ?? '', row[3] ?? ''];
-        }
+        const rows = tableRows(stdout);
         const engine = await runCli([...(command ?? '').split(' '), '-o', 'json']);
-        expect(rows).to.deep.equal(verdicts(JSON.parse(engine.stdout) as PreflightValidationOCPStatus));
-        expect(rows).to.deep.equal(expected);
+        const status = JSON.parse(engine.stdout) as PreflightValidationOCPStatus;
+        // Every column, the reason included, is what the engine says for the workspace the demo built.
+        expect(rows).to.deep.equal(
+          Object.fromEntries(
+            (status.modules ?? []).map((m) => [
+              m.name,
+              [m.verificationStatus, m.verificationStage, m.statusReason],
+            ]),
+          ),
+        );
+        expect(verdicts(status)).to.deep.equal(expected);
         expect(stdout).to.contain(`1/6 modules verified`);
       } finally {
         if (workspace !== undefined) await rm(workspace, { recursive: true, force: true });
