@@ -18,7 +18,7 @@ process.stdout.write(
 );
 const code = await main(workspace.checkArgs);
 process.stdout.write(
-  `\n(exit code ${code}: 0 when every Module is verified, 1 otherwise.)\n` +
+  `\n(exit code ${code}: 0 when every Module is verified, 1 when any is not, 2 when there is no verdict.)\n` +
     `Try -o json, -o yaml or -o junit: npx kmm-preflight ${workspace.checkArgs.join(' ')} -o yaml\n` +
     `Remove the demo files with: rm -rf ${dir}\n`,
 );

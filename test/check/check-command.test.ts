@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import type { PreflightValidationOCPStatus } from '../../src/api/preflight.ts';
 import { buildDemoWorkspace, type DemoWorkspace } from '../../src/demo/workspace.ts';
 import { runCli } from '../support/cli.ts';
-import { junitCasesOf, parseJunit, tableRows } from './parse-report.ts';
+import { junitCasesOf, parseJunit, statusRows, tableRows } from './parse-report.ts';
 
 /**
  * `kmm-preflight check` end to end in-process, over the demo's OCI layouts: no network, so it runs with the unit
@@ -27,14 +27,6 @@ describe('check command over OCI layouts', function () {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const byName = (status: PreflightValidationOCPStatus): Record<string, [string, string, string]> =>
-    Object.fromEntries(
-      (status.modules ?? []).map((m) => [
-        m.name,
-        [m.verificationStatus, m.verificationStage, m.statusReason ?? ''],
-      ]),
-    );
-
   it('reports every demo Module with the verdict its image deserves, and exits 1', async () => {
     const run = await runCli([...demo.checkArgs, '-o', 'json']);
     expect(run.code).to.equal(1);
@@ -42,7 +34,7 @@ describe('check command over OCI layouts', function () {
     expect(status.targetKernel).to.equal(demo.kernel);
     expect(status.releaseVersion).to.equal('4.19.0');
     expect(status.progress).to.equal('1/6');
-    const verdicts = byName(status);
+    const verdicts = statusRows(status);
     expect(verdicts['ice-fw']?.slice(0, 2)).to.deep.equal(['True', 'Done']);
     expect(verdicts['nvme-tcp-ext']?.[2]).to.match(/was built for 5\.14\.0-362\.8\.1\.el9_3\.x86_64, not /);
     expect(verdicts['legacy-raid']?.[2]).to.match(
@@ -66,12 +58,12 @@ describe('check command over OCI layouts', function () {
       (await runCli([...demo.checkArgs, '-o', 'yaml'])).stdout,
     ) as PreflightValidationOCPStatus;
     expect(yaml).to.deep.equal({ ...json, conditions: yaml.conditions, modules: yaml.modules });
-    expect(byName(yaml)).to.deep.equal(byName(json));
+    expect(statusRows(yaml)).to.deep.equal(statusRows(json));
     const junit = parseJunit((await runCli([...demo.checkArgs, '-o', 'junit'])).stdout);
     expect(junit.cases).to.deep.equal(junitCasesOf(json));
     expect(junit.tests).to.equal(6);
     expect(junit.failures).to.equal(5);
-    expect(tableRows((await runCli(demo.checkArgs)).stdout)).to.deep.equal(byName(json));
+    expect(tableRows((await runCli(demo.checkArgs)).stdout)).to.deep.equal(statusRows(json));
   });
 
   it('exits 0 when every Module given is verified, against --kernel', async () => {
@@ -113,8 +105,8 @@ describe('check command over OCI layouts', function () {
     const report = JSON.parse(run.stdout) as PreflightValidationOCPStatus & {
       inputErrors: { file: string; document?: number; message: string }[];
     };
-    expect(byName(report)['ice-fw']?.slice(0, 2)).to.deep.equal(['True', 'Done']);
-    expect(byName(report)['broken']?.[2]).to.match(
+    expect(statusRows(report)['ice-fw']?.slice(0, 2)).to.deep.equal(['True', 'Done']);
+    expect(statusRows(report)['broken']?.[2]).to.match(
       /invalid Module: spec\.moduleLoader\.container\.kernelMappings\[0\]: .*mutually exclusive/,
     );
     expect(report).to.include({ total: 2, verified: 1, failed: 1 });
@@ -143,7 +135,7 @@ describe('check command over OCI layouts', function () {
 
     const table = await runCli(args);
     expect(table.code).to.equal(2);
-    expect(tableRows(table.stdout)).to.deep.equal(byName(report));
+    expect(tableRows(table.stdout)).to.deep.equal(statusRows(report));
     expect(table.stdout).to.contain(
       `INPUT ERRORS (not checked)\n${join(mixed, 'bad.yaml')}#2: not valid YAML`,
     );
@@ -186,7 +178,8 @@ describe('check command over OCI layouts', function () {
     const reason = `the target kernel could not be resolved: ${condition?.message ?? ''}`;
     expect(reason).to.match(/notrel is not an OCI image layout/);
     expect(status).to.include({ total: 6, verified: 0, failed: 6 });
-    for (const entry of Object.values(byName(status))) expect(entry).to.deep.equal(['False', 'Done', reason]);
+    for (const entry of Object.values(statusRows(status)))
+      expect(entry).to.deep.equal(['False', 'Done', reason]);
 
     const junit = parseJunit((await runCli([...args, '-o', 'junit'])).stdout);
     expect(junit.cases).to.deep.equal(junitCasesOf(status));
@@ -195,7 +188,7 @@ describe('check command over OCI layouts', function () {
     expect(table).to.contain(
       `Kernel:  NOT RESOLVED (${condition?.reason ?? ''}): ${condition?.message ?? ''}`,
     );
-    expect(tableRows(table)).to.deep.equal(byName(status));
+    expect(tableRows(table)).to.deep.equal(statusRows(status));
   });
 
   it('a Module whose image is missing and that has a sign section: False at Sign, saying what it would sign', async () => {
@@ -223,7 +216,7 @@ describe('check command over OCI layouts', function () {
     );
     const run = await runCli(['check', '--kernel', demo.kernel, '-f', signed, '-o', 'json']);
     expect(run.code, run.stderr).to.equal(1);
-    const entry = byName(JSON.parse(run.stdout) as PreflightValidationOCPStatus)['signed-nic'];
+    const entry = statusRows(JSON.parse(run.stdout) as PreflightValidationOCPStatus)['signed-nic'];
     expect(entry?.slice(0, 2)).to.deep.equal(['False', 'Sign']);
     expect(entry?.[2]).to.match(/does not exist/);
     expect(entry?.[2]).to.contain(

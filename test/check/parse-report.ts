@@ -78,6 +78,16 @@ export function junitCasesOf(status: PreflightValidationOCPStatus): Record<strin
   );
 }
 
+/** The module entries of a status as the table shows them: by name, [verificationStatus, stage, reason]. */
+export function statusRows(status: PreflightValidationOCPStatus): Record<string, [string, string, string]> {
+  return Object.fromEntries(
+    (status.modules ?? []).map((m) => [
+      m.name,
+      [m.verificationStatus, m.verificationStage, m.statusReason ?? ''],
+    ]),
+  );
+}
+
 /** The table's module rows by NAME: [VERIFIED, STAGE, REASON], cut at the header's column starts. */
 export function tableRows(table: string): Record<string, [string, string, string]> {
   const lines = table.split('\n');
