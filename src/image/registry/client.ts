@@ -493,7 +493,9 @@ export class RegistryClient implements ImageSource {
     if (status === 401) {
       return new ImageError(
         'UNAUTHORIZED',
-        `${what}: ${ref.registry} refused the credentials${who}${detail}`,
+        auth === undefined
+          ? `${what}: ${ref.registry} requires credentials and none are configured for it${detail}`
+          : `${what}: ${ref.registry} refused the credentials${who}${detail}`,
       );
     }
     if (status === 403) return new ImageError('DENIED', `${what}: access denied${who}${detail}`);

@@ -557,7 +557,8 @@ function registryFailure(
   image?: ResolvedImage,
 ): ImageVerdict {
   const reference = image?.reference ?? request.reference;
-  const denied = `access to ${reference} denied with ${request.credentials === undefined ? 'anonymous access (no credentials given)' : 'the credentials given'}`;
+  // Who was denied (anonymous, which user, a token) is the registry client's to say: it knows what it sent.
+  const denied = `access to ${reference} denied`;
   // Each lead names the image once; the registry's answer follows without the image name and without the words
   // the lead already says.
   const reasons: Partial<Record<ImageError['code'], readonly [lead: string, said: string]>> = {
