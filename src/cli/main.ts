@@ -16,7 +16,6 @@ export async function main(
     .description(
       'Checks, before an OpenShift upgrade, that every kernel module deployed through KMM Modules will load on the upgraded nodes.',
     )
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
@@ -27,6 +26,10 @@ export async function main(
   };
   for (const register of registrations) {
     register(program, io, setExitCode);
+  }
+  // A parse error ends with the usage line of the command that was given, not only a pointer to --help.
+  for (const command of [program, ...program.commands]) {
+    command.showHelpAfterError(`${usageLine(command)}\n(run with --help for the options)`);
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -47,6 +50,11 @@ export async function main(
     return ExitCode.Failed;
   }
   return exitCode;
+}
+
+function usageLine(command: Command): string {
+  const path = command.parent === null ? command.name() : `${command.parent.name()} ${command.name()}`;
+  return `Usage: ${path} ${command.usage()}`;
 }
 
 /** Debug output for a failure no command expected: the stack trace, when asked for with this variable. */

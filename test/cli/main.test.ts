@@ -29,10 +29,29 @@ describe('kmm-preflight CLI', () => {
     expect(run.stdout).to.match(/Usage: kmm-preflight/);
   });
 
-  it('exits 2 with a usage hint on an unknown flag', async () => {
+  it('lists every subcommand in --help', async () => {
+    const run = await runCli(['--help']);
+    for (const command of ['image', 'release', 'check', 'runner', 'webhook', 'certs']) {
+      expect(run.stdout).to.match(new RegExp(`^  ${command} `, 'm'));
+    }
+  });
+
+  it('exits 2 with the usage line on an unknown flag', async () => {
     const run = await runCli(['--no-such-flag']);
     expect(run.code).to.equal(2);
     expect(run.stderr).to.match(/unknown option '--no-such-flag'/);
+    expect(run.stderr).to.contain('Usage: kmm-preflight [options] [command]');
+  });
+
+  it("exits 2 with the subcommand's usage line on a missing argument or flag", async () => {
+    const release = await runCli(['release']);
+    expect(release.code).to.equal(2);
+    expect(release.stderr).to.contain("missing required argument 'release-image'");
+    expect(release.stderr).to.contain('Usage: kmm-preflight release [options] <release-image>');
+    const image = await runCli(['image', 'quay.io/a/b:1', '--module', 'm']);
+    expect(image.code).to.equal(2);
+    expect(image.stderr).to.contain("required option '--kernel <kernel>' not specified");
+    expect(image.stderr).to.contain('Usage: kmm-preflight image [options] <image-ref>');
   });
 
   it('a command that cannot get its answer: its message in one line, exit 2', async () => {
