@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 
 import { expect } from 'chai';
 
@@ -11,7 +10,7 @@ import { writeImage, writeImageManifest, writeIndex } from '../../src/image/oci-
 import { RegistryCredentials } from '../../src/image/registry/credentials.ts';
 import { computeDigest } from '../../src/image/registry/digest.ts';
 import { MediaType } from '../../src/image/registry/media-types.ts';
-import { ImageError, type Descriptor, type PullOptions } from '../../src/image/source.ts';
+import type { Descriptor, PullOptions } from '../../src/image/source.ts';
 import { createImageSource, type RoutingImageSource } from '../../src/image/sources.ts';
 import {
   pushLayout,
@@ -20,6 +19,7 @@ import {
   type RegistryMode,
   type TestRegistry,
 } from '../support/registry.ts';
+import { readAll, rejection } from '../support/image-assertions.ts';
 
 /**
  * The registry client against Debian's Distribution 2.8 in its three modes, with images pushed by skopeo (an
@@ -27,22 +27,6 @@ import {
  */
 
 const amd64 = { os: 'linux', architecture: 'amd64' };
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(ImageError);
-    return err as ImageError;
-  }
-  throw new Error('expected a rejection');
-}
 
 interface Fixture {
   layoutDir: string;

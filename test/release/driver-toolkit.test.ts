@@ -1,23 +1,11 @@
 import { expect } from 'chai';
-import { ReleaseError } from '../../src/release/errors.ts';
+import { expectReleaseError } from './expect-release-error.ts';
 import { parseDriverToolkitRelease, targetKernel } from '../../src/release/driver-toolkit.ts';
 
 const WHERE = 'dtk@sha256:1';
 
 function parse(fields: unknown): ReturnType<typeof parseDriverToolkitRelease> {
   return parseDriverToolkitRelease(typeof fields === 'string' ? fields : JSON.stringify(fields), WHERE);
-}
-
-function expectReleaseError(fn: () => unknown, code: string, message: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ReleaseError);
-    expect((err as ReleaseError).code).to.equal(code);
-    expect((err as ReleaseError).message).to.match(message);
-    return;
-  }
-  expect.fail(`expected ReleaseError ${code}`);
 }
 
 describe('driver-toolkit-release.json', () => {

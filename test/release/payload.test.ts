@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ReleaseError } from '../../src/release/errors.ts';
+import { expectReleaseError } from './expect-release-error.ts';
 import { driverToolkitImage, parseImageReferences, parseReleaseMetadata } from '../../src/release/payload.ts';
 
 const DTK = `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:${'a'.repeat(64)}`;
@@ -28,18 +28,6 @@ function tag(name: string, image: string | undefined, kind = 'DockerImage'): unk
     importPolicy: {},
     referencePolicy: { type: 'Source' },
   };
-}
-
-function expectReleaseError(fn: () => unknown, code: string, message: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ReleaseError);
-    expect((err as ReleaseError).code).to.equal(code);
-    expect((err as ReleaseError).message).to.match(message);
-    return;
-  }
-  expect.fail(`expected ReleaseError ${code}`);
 }
 
 describe('release payload: image-references', () => {

@@ -1,7 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 
 import { expect } from 'chai';
@@ -18,15 +17,10 @@ import {
   type TarEntrySpec,
 } from '../../../src/image/oci-layout/tar-layer.ts';
 import { writeImage, writeImageManifest, writeIndex } from '../../../src/image/oci-layout/writer.ts';
+import { readAll, rejection } from '../../support/image-assertions.ts';
 
 const amd64 = { os: 'linux', architecture: 'amd64' };
 const arm64 = { os: 'linux', architecture: 'arm64' };
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 async function listTar(
   tar: Buffer,
@@ -43,16 +37,6 @@ async function listTar(
     entry.resume();
   }
   return entries;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(ImageError);
-    return err as ImageError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('OCI layout: tar layers', () => {

@@ -6,15 +6,14 @@ import { connect, createServer as createNetServer, type AddressInfo, type Socket
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 
 import { expect } from 'chai';
 
 import { RegistryClient, type RegistryClientOptions } from '../../../src/image/registry/client.ts';
 import { RegistryCredentials } from '../../../src/image/registry/credentials.ts';
 import { MediaType } from '../../../src/image/registry/media-types.ts';
-import { ImageError } from '../../../src/image/source.ts';
 import { createTestCertificates, type TestCertificates } from '../../support/registry.ts';
+import { readAll, rejection } from '../../support/image-assertions.ts';
 
 /**
  * The client against small HTTP servers on 127.0.0.1 that play a registry's part exactly as each case needs
@@ -172,22 +171,6 @@ function serveImage(req: IncomingMessage, res: ServerResponse, repository = 'app
     return true;
   }
   return false;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ImageError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).to.be.instanceOf(ImageError);
-    return err as ImageError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const amd64 = { platform: { os: 'linux', architecture: 'amd64' } };
