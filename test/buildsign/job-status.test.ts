@@ -1,30 +1,12 @@
 import { expect } from 'chai';
 import { MAX_DETAIL_LENGTH, clipDetail, observeJob } from '../../src/buildsign/job-status.ts';
 import type { Job, Pod } from '../../src/buildsign/kube-types.ts';
+import { jobObject } from './job-object.ts';
 
 function job(conditions: NonNullable<Job['status']>['conditions'] = []): Job {
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: { name: 'kmod-a-pfv-build-0123456789', namespace: 'team-a', uid: 'u1' },
-    spec: {
-      completions: 1,
-      parallelism: 1,
-      backoffLimit: 1,
-      activeDeadlineSeconds: 3600,
-      template: {
-        metadata: { labels: {} },
-        spec: {
-          restartPolicy: 'Never',
-          containers: [],
-          volumes: [],
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-        },
-      },
-    },
-    status: { conditions },
-  };
+  return jobObject({ name: 'kmod-a-pfv-build-0123456789', namespace: 'team-a', uid: 'u1' }, 1, {
+    conditions,
+  });
 }
 
 function pod(name: string, created: string, status: Pod['status']): Pod {

@@ -1,5 +1,6 @@
 import { JobAnnotation, type JobOwner } from '../../src/buildsign/identity.ts';
 import type { Job } from '../../src/buildsign/kube-types.ts';
+import { jobObject } from '../buildsign/job-object.ts';
 
 /** Build/Sign Jobs as the runner's informer cache holds them, for the clean-up tests. */
 
@@ -21,10 +22,8 @@ export function fixtureJob(
 ): Job {
   const [namespace = 'ns'] = module.split('/');
   const condition = { running: undefined, failed: 'Failed', succeeded: 'Complete' }[state];
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: {
+  return jobObject(
+    {
       name,
       namespace,
       uid: `uid-${name}`,
@@ -32,22 +31,7 @@ export function fixtureJob(
       ownerReferences: [{ ...FIXTURE_OWNER, uid: extra.ownerUid ?? FIXTURE_OWNER.uid, controller: true }],
       ...(extra.deleting === true ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}),
     },
-    spec: {
-      completions: 1,
-      parallelism: 1,
-      backoffLimit: 0,
-      activeDeadlineSeconds: 3600,
-      template: {
-        metadata: { labels: {} },
-        spec: {
-          restartPolicy: 'Never',
-          containers: [],
-          volumes: [],
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-        },
-      },
-    },
-    ...(condition === undefined ? {} : { status: { conditions: [{ type: condition, status: 'True' }] } }),
-  };
+    0,
+    condition === undefined ? undefined : { conditions: [{ type: condition, status: 'True' }] },
+  );
 }
