@@ -51,6 +51,15 @@ const result = (
 const a = mod('ns1', 'drv');
 const b = mod('ns2', 'drv');
 
+/** The status after the first pass at t0 (no status before): the starting point of the transition tests. */
+function firstStatus(
+  view: ResourceView,
+  modules: readonly ModuleIdentity[],
+  results: readonly ModuleResult[],
+): PreflightValidationOCPStatus {
+  return computeStatus(view, modules, undefined, results, t0).status;
+}
+
 function entry(status: PreflightValidationOCPStatus, namespace: string, name: string) {
   const found = status.modules?.find((e) => e.namespace === namespace && e.name === name);
   if (found === undefined) throw new Error(`no entry ${namespace}/${name}`);
@@ -95,7 +104,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('folds results in: verified and failed entries carry the Module generation they validated', () => {
-    const s0 = computeStatus(resource(), [a, b], undefined, [], t0).status;
+    const s0 = firstStatus(resource(), [a, b], []);
     const d = computeStatus(
       resource(),
       [a, b],
@@ -129,7 +138,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('pending outcomes (Requeued, a running Job) hold no verdict: not counted failed, no observedGeneration', () => {
-    const s0 = computeStatus(resource(), [a, b], undefined, [], t0).status;
+    const s0 = firstStatus(resource(), [a, b], []);
     const d = computeStatus(
       resource(),
       [a, b],
@@ -153,7 +162,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('Complete is True when every Module is verified, and stays true (no change, nothing to write)', () => {
-    const s0 = computeStatus(resource(), [a, b], undefined, [], t0).status;
+    const s0 = firstStatus(resource(), [a, b], []);
     const d1 = computeStatus(
       resource(),
       [a, b],
@@ -178,7 +187,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('lastTransitionTime changes only when status or stage changes, not when only the reason changes', () => {
-    const s0 = computeStatus(resource(), [a], undefined, [], t0).status;
+    const s0 = firstStatus(resource(), [a], []);
     const s1 = computeStatus(
       resource(),
       [a],
@@ -211,13 +220,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('prunes entries of deleted Modules and recounts', () => {
-    const s0 = computeStatus(
-      resource(),
-      [a, b],
-      undefined,
-      [result(a, StageOutcomes.verified('ok'))],
-      t0,
-    ).status;
+    const s0 = firstStatus(resource(), [a, b], [result(a, StageOutcomes.verified('ok'))]);
     const d = computeStatus(resource(), [b], s0, [], t1);
     expect(d.status.modules?.map((e) => `${e.namespace}/${e.name}`)).to.deep.equal(['ns2/drv']);
     expect(d.status).to.include({ total: 1, verified: 0 });
@@ -230,13 +233,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('a Module generation change puts a verified entry back in the queue; a stale result is ignored', () => {
-    const s1 = computeStatus(
-      resource(),
-      [a],
-      undefined,
-      [result(a, StageOutcomes.verified('ok'))],
-      t0,
-    ).status;
+    const s1 = firstStatus(resource(), [a], [result(a, StageOutcomes.verified('ok'))]);
     const a2 = mod('ns1', 'drv', 2);
     const d = computeStatus(resource(), [a2], s1, [result(a, StageOutcomes.verified('ok again'))], t1);
     expect(entry(d.status, 'ns1', 'drv')).to.deep.equal({
@@ -252,13 +249,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('a failed entry whose Module changed is queued again too', () => {
-    const s1 = computeStatus(
-      resource(),
-      [a],
-      undefined,
-      [result(a, StageOutcomes.failedAt('Image', 'x'))],
-      t0,
-    ).status;
+    const s1 = firstStatus(resource(), [a], [result(a, StageOutcomes.failedAt('Image', 'x'))]);
     const d = computeStatus(resource(), [mod('ns1', 'drv', 5)], s1, [], t1);
     expect(entry(d.status, 'ns1', 'drv')).to.include({ statusReason: QueuedReasons.moduleChanged(5) });
     expect(entry(d.status, 'ns1', 'drv')).to.not.have.property('observedGeneration');
@@ -266,13 +257,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('a resource spec change (new generation) queues every entry again and ignores results of the old one', () => {
-    const s1 = computeStatus(
-      resource(1),
-      [a, b],
-      undefined,
-      [result(a, StageOutcomes.verified('ok'))],
-      t0,
-    ).status;
+    const s1 = firstStatus(resource(1), [a, b], [result(a, StageOutcomes.verified('ok'))]);
     const d = computeStatus(resource(2), [a, b], s1, [result(b, StageOutcomes.verified('late'))], t1);
     expect(d.status.observedGeneration).to.equal(2);
     for (const e of d.status.modules ?? []) {
@@ -288,13 +273,7 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('a different resolved kernel (the release tag moved) queues every entry again', () => {
-    const s1 = computeStatus(
-      resource(),
-      [a],
-      undefined,
-      [result(a, StageOutcomes.verified('ok'))],
-      t0,
-    ).status;
+    const s1 = firstStatus(resource(), [a], [result(a, StageOutcomes.verified('ok'))]);
     const other: KernelState = {
       state: 'resolved',
       targetKernel: '5.14.0-300.el9.x86_64',
@@ -434,13 +413,11 @@ describe('preflight status: computeStatus', () => {
   });
 
   it('a final failure (no mapping) counts as failed and is kept across passes without results', () => {
-    const s1 = computeStatus(
+    const s1 = firstStatus(
       resource(),
       [a],
-      undefined,
       [result(a, StageOutcomes.finalFailure(`no kernel mapping matches ${K}`))],
-      t0,
-    ).status;
+    );
     const d = computeStatus(resource(), [a], s1, [], t1);
     expect(d.changed).to.equal(false);
     expect(d.status).to.include({ failed: 1 });
