@@ -35,6 +35,8 @@ const crdFiles = ['module.yaml', 'preflightvalidationocp.yaml'];
 const run = randomBytes(3).toString('hex');
 const nsA = `rn-${run}-a`;
 const nsB = `rn-${run}-b`;
+/** The namespace of the moved-tag test, watched only by its own runner. */
+const nsMoved = `rn-${run}-moved`;
 const MODULE = 'kmm_ci_a';
 const KERNEL_TAG = '${KERNEL_FULL_VERSION}';
 /**
@@ -139,14 +141,15 @@ describe('e2e: runner against the real API server and registry', function () {
       },
     });
   const apply = (doc: string): Promise<string> => cluster.kubectl(['apply', '-f', '-'], doc);
-  const createPreflight = async (name: string): Promise<void> => {
+  /** `label` is the value of the label the runners select resources by (a dedicated runner's differs). */
+  const createPreflight = async (name: string, image = releaseImage, label = `rn-${run}`): Promise<void> => {
     resources.push(name);
     await apply(
       JSON.stringify({
         apiVersion: 'kmm.sigs.x-k8s.io/v1beta1',
         kind: 'PreflightValidationOCP',
-        metadata: { name, labels: { 'kmm-preflight-e2e': `rn-${run}` } },
-        spec: { releaseImage },
+        metadata: { name, labels: { 'kmm-preflight-e2e': label } },
+        spec: { releaseImage: image },
       }),
     );
   };
@@ -334,7 +337,7 @@ describe('e2e: runner against the real API server and registry', function () {
           .kubectl(['delete', 'pfvo', name, '--ignore-not-found', '--wait=false'])
           .catch(() => undefined);
       }
-      for (const ns of [nsA, nsB]) {
+      for (const ns of [nsA, nsB, nsMoved]) {
         await cluster
           .kubectl(['delete', 'namespace', ns, '--ignore-not-found', '--wait=false'])
           .catch(() => undefined);
@@ -674,6 +677,88 @@ describe('e2e: runner against the real API server and registry', function () {
     ).to.equal('');
     const released = standby.lines.some((l) => l.msg === 'released the Lease');
     expect(released).to.equal(true);
+  });
+
+  it('a release tag moved to a release with another kernel: the resource gets the new kernel, every Module is validated again', async () => {
+    const name = `rn-${run}-moved`;
+    const movingRelease = `${registry.host}/rn-ocp/ocp-release:moving`;
+    const movedKernel = '5.14.0-570.12.1.el9_6.x86_64';
+    const image = (repository: string): string => `${registry.host}/${repository}:${KERNEL_TAG}`;
+    // 'dropped' has an image for the first kernel only, 'added' for the second only: both verdicts flip.
+    await pushModuleImage(registry, 'rn-kmods/dropped', kernel, { moduleName: MODULE, kernel });
+    await pushModuleImage(registry, 'rn-kmods/added', movedKernel, {
+      moduleName: MODULE,
+      kernel: movedKernel,
+    });
+    await pushLayout(fixture.releaseLayoutReference, 'rn-ocp/ocp-release:moving', registry);
+    await cluster.kubectl(['create', 'namespace', nsMoved]);
+    await apply(moduleDoc(nsMoved, 'dropped', image('rn-kmods/dropped')));
+    await apply(moduleDoc(nsMoved, 'added', image('rn-kmods/added')));
+    // Its own runner: only this namespace and this resource, and a retry interval short enough to see the tag
+    // move (the suite's is longer than the suite). The flags given last win.
+    const runner = startRunner(
+      '--namespaces',
+      nsMoved,
+      '--resource-selector',
+      `kmm-preflight-e2e=${name}`,
+      '--retry-interval',
+      '2s',
+    );
+    await createPreflight(name, movingRelease, name);
+    const verdicts = (resource: PreflightValidationOCP): string[] =>
+      ['added', 'dropped'].map((module) => {
+        const e = entry(resource.status?.modules ?? [], nsMoved, module);
+        return `${module}=${e?.verificationStatus}/${e?.verificationStage}`;
+      });
+    const first = await preflightWhen(
+      name,
+      `both Modules validated for ${kernel}`,
+      (r) =>
+        r.status?.kernelVersion === kernel && verdicts(r).join() === 'added=False/Image,dropped=True/Done',
+    );
+    expect(entry(first.status?.modules ?? [], nsMoved, 'added')?.statusReason).to.contain(
+      `rn-kmods/added:${kernel} does not exist`,
+    );
+
+    const moved = await buildReleaseFixture({
+      dir: join(fixtureDir, 'moved'),
+      version: '4.19.1',
+      componentRepository: `${registry.host}/rn-ocp/ocp-v4.0-art-dev`,
+      driverToolkit: () => ({ kernelVersion: movedKernel, rtKernelVersion: `${movedKernel}+rt` }),
+    });
+    await pushLayout(moved.driverToolkitLayoutReference, 'rn-ocp/ocp-v4.0-art-dev:dtk-moved', registry);
+    await pushLayout(moved.releaseLayoutReference, 'rn-ocp/ocp-release:moving', registry);
+
+    const second = await preflightWhen(
+      name,
+      `both Modules validated again for ${movedKernel}`,
+      (r) =>
+        r.status?.kernelVersion === movedKernel &&
+        verdicts(r).join() === 'added=True/Done,dropped=False/Image',
+    );
+    const status = second.status;
+    expect(status).to.include({
+      releaseVersion: '4.19.1',
+      releaseDigest: moved.releaseDigest,
+      targetKernel: movedKernel,
+      total: 2,
+      verified: 1,
+      failed: 1,
+    });
+    expect(status?.conditions?.find((c) => c.type === 'KernelResolved')).to.include({ status: 'True' });
+    expect(status?.conditions?.find((c) => c.type === 'KernelResolved')?.message).to.contain(
+      `kernel ${movedKernel}`,
+    );
+    const list = (status?.modules ?? []) as ModuleEntry[];
+    expect(entry(list, nsMoved, 'added')?.statusReason).to.contain(`(built for ${movedKernel}`);
+    expect(entry(list, nsMoved, 'dropped')?.statusReason).to.contain(
+      `rn-kmods/dropped:${movedKernel} does not exist`,
+    );
+    const tagMoved = runner.lines.find((l) => l.msg === 'release tag moved to another digest');
+    expect(tagMoved).to.include({ digest: moved.releaseDigest, previousKernel: kernel, kernel: movedKernel });
+
+    await runner.kill('SIGTERM');
+    expect(await runner.exited).to.deep.include({ code: 0 });
   });
 
   it('refuses bad flags with exit 2 and a message naming the flag', async () => {
