@@ -1,5 +1,8 @@
+import { resolve } from 'node:path';
+
 import { ContentType, type KubeClient } from '../../src/platform/kube/client.ts';
 import type { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
+import type { TestCluster } from '../support/cluster.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -45,4 +48,44 @@ export async function finishJobPod(
       },
     },
   });
+}
+
+const CRD_DIR = resolve(import.meta.dirname, '../../manifests/crds');
+
+/** Applies the project's CRDs and waits until the API server serves PreflightValidationOCP. */
+export async function installCrds(cluster: TestCluster): Promise<void> {
+  await cluster.kubectl(['apply', '-f', CRD_DIR]);
+  await waitFor('the PreflightValidationOCP CRD', async () =>
+    (await cluster.kubectl(['get', 'pfvo', '-o', 'name']).catch(() => undefined)) === undefined
+      ? undefined
+      : true,
+  );
+}
+
+/**
+ * Creates `namespace` with what the suites' Build/Sign specs name: the Dockerfile ConfigMap `kmod-dockerfile`, the
+ * signing Secrets `signing-key` and `signing-cert`, and the `extra` v1 objects a suite needs besides.
+ */
+export async function createBuildSignNamespace(
+  cluster: TestCluster,
+  namespace: string,
+  extra: readonly object[] = [],
+): Promise<void> {
+  await cluster.kubectl(['create', 'namespace', namespace]);
+  const objects = [
+    {
+      kind: 'ConfigMap',
+      metadata: { name: 'kmod-dockerfile' },
+      data: { dockerfile: 'FROM base:1\nRUN make\n' },
+    },
+    ...extra,
+    { kind: 'Secret', metadata: { name: 'signing-key' }, stringData: { key: 'PRIVATE KEY' } },
+    { kind: 'Secret', metadata: { name: 'signing-cert' }, stringData: { cert: 'CERTIFICATE' } },
+  ];
+  for (const object of objects) {
+    await cluster.kubectl(
+      ['apply', '-n', namespace, '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', ...object }),
+    );
+  }
 }

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
 import type { Module } from '../../src/api/module.ts';
 import type { JobOwner } from '../../src/buildsign/identity.ts';
 import { createModuleSigningKey } from '../../src/fixtures/kmod.ts';
@@ -14,7 +13,7 @@ import { createBuildSign, type BuildSignWiring } from '../../src/runner/jobs/wir
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { waitFor } from '../support/wait.ts';
-import { finishJobPod } from '../buildsign/e2e-support.ts';
+import { createBuildSignNamespace, finishJobPod, installCrds } from '../buildsign/e2e-support.ts';
 import { pushModuleImage } from '../support/module-images.ts';
 
 /**
@@ -25,7 +24,6 @@ import { pushModuleImage } from '../support/module-images.ts';
  * read back and holds the module for the kernel, signed when signing was asked.
  */
 
-const crdDir = resolve(import.meta.dirname, '../../manifests/crds');
 const run = randomBytes(3).toString('hex');
 const NS = `bse-${run}`;
 const KERNEL = '5.14.0-427.13.1.el9_4.x86_64';
@@ -94,26 +92,9 @@ describe('e2e: Build and Sign verdicts through the preflight engine, a real regi
 
   before(async () => {
     cluster = await ensureCluster();
-    await cluster.kubectl(['apply', '-f', crdDir]);
-    await waitFor('the PreflightValidationOCP CRD', async () =>
-      (await cluster.kubectl(['get', 'pfvo', '-o', 'name']).catch(() => undefined)) === undefined
-        ? undefined
-        : true,
-    );
+    await installCrds(cluster);
     registry = await startRegistry('http');
-    await cluster.kubectl(['create', 'namespace', NS]);
-    const objects = [
-      {
-        kind: 'ConfigMap',
-        metadata: { name: 'kmod-dockerfile' },
-        data: { dockerfile: 'FROM base:1\nRUN make\n' },
-      },
-      { kind: 'Secret', metadata: { name: 'signing-key' }, stringData: { key: 'PRIVATE KEY' } },
-      { kind: 'Secret', metadata: { name: 'signing-cert' }, stringData: { cert: 'CERTIFICATE' } },
-    ];
-    for (const object of objects) {
-      await cluster.kubectl(['apply', '-n', NS, '-f', '-'], JSON.stringify({ apiVersion: 'v1', ...object }));
-    }
+    await createBuildSignNamespace(cluster, NS);
     await cluster.kubectl(
       ['apply', '-f', '-'],
       JSON.stringify({

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { BuildSpec, SignSpec } from '../../src/api/module.ts';
 import { buildSignConfig } from '../../src/buildsign/config.ts';
@@ -13,7 +12,7 @@ import { JOB_LABEL_SELECTOR, owningResource } from '../../src/runner/jobs/job-wa
 import { KubeJobStore } from '../../src/runner/jobs/kube-job-store.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { waitFor } from '../support/wait.ts';
-import { finishJobPod } from '../buildsign/e2e-support.ts';
+import { createBuildSignNamespace, finishJobPod, installCrds } from '../buildsign/e2e-support.ts';
 
 /**
  * The Build and Sign stages against the real API server and its controller-manager, through the runner's
@@ -22,7 +21,6 @@ import { finishJobPod } from '../buildsign/e2e-support.ts';
  * their PreflightValidationOCP.
  */
 
-const crdDir = resolve(import.meta.dirname, '../../manifests/crds');
 const run = randomBytes(3).toString('hex');
 const NS = `bs-${run}`;
 const KERNEL = '5.14.0-284.el9.x86_64';
@@ -103,19 +101,8 @@ describe('e2e: build and sign Jobs on the real API server', function () {
 
   before(async () => {
     cluster = await ensureCluster();
-    await cluster.kubectl(['apply', '-f', crdDir]);
-    await waitFor('the PreflightValidationOCP CRD', async () =>
-      (await cluster.kubectl(['get', 'pfvo', '-o', 'name']).catch(() => undefined)) === undefined
-        ? undefined
-        : true,
-    );
-    await cluster.kubectl(['create', 'namespace', NS]);
-    const objects = [
-      {
-        kind: 'ConfigMap',
-        metadata: { name: 'kmod-dockerfile' },
-        data: { dockerfile: 'FROM base:1\nRUN make\n' },
-      },
+    await installCrds(cluster);
+    await createBuildSignNamespace(cluster, NS, [
       { kind: 'Secret', metadata: { name: 'git-token' }, stringData: { token: 'not-a-real-token' } },
       {
         kind: 'Secret',
@@ -123,12 +110,7 @@ describe('e2e: build and sign Jobs on the real API server', function () {
         type: 'kubernetes.io/dockerconfigjson',
         stringData: { '.dockerconfigjson': '{"auths":{}}' },
       },
-      { kind: 'Secret', metadata: { name: 'signing-key' }, stringData: { key: 'PRIVATE KEY' } },
-      { kind: 'Secret', metadata: { name: 'signing-cert' }, stringData: { cert: 'CERTIFICATE' } },
-    ];
-    for (const object of objects) {
-      await cluster.kubectl(['apply', '-n', NS, '-f', '-'], JSON.stringify({ apiVersion: 'v1', ...object }));
-    }
+    ]);
     kc = loadKubeConfig(cluster.kubeconfig);
     client = createKubeClient(kc);
     store = new KubeJobStore(client, kc);
