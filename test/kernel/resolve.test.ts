@@ -26,6 +26,9 @@ function moduleWith(container: Partial<ModuleLoaderContainer>, extra: Partial<Mo
   };
 }
 
+/** The Module-level signing Secrets of the sign-merge tests, which a mapping may override. */
+const MODULE_SIGN_SECRETS = { keySecret: { name: 'key' }, certSecret: { name: 'cert' } };
+
 function resolved(module: Module, kernel = KERNEL): ModuleLoaderData {
   const result = resolveModuleForKernel(module, kernel);
   if (!result.ok) throw result.error;
@@ -238,8 +241,7 @@ describe('kernel/resolve: resolveModuleForKernel', () => {
       moduleWith({
         containerImage: 'q.io/m:1',
         sign: {
-          keySecret: { name: 'key' },
-          certSecret: { name: 'cert' },
+          ...MODULE_SIGN_SECRETS,
           unsignedImage: 'q.io/unsigned/${MOD_NAME}:${KERNEL_FULL_VERSION}',
           filesToSign: ['/opt/lib/modules/${KERNEL_FULL_VERSION}/a.ko'],
         },
@@ -268,8 +270,7 @@ describe('kernel/resolve: resolveModuleForKernel', () => {
       moduleWith({
         containerImage: 'q.io/m:1',
         sign: {
-          keySecret: { name: 'key' },
-          certSecret: { name: 'cert' },
+          ...MODULE_SIGN_SECRETS,
           unsignedImage: 'q.io/module-level:${KERNEL_X}',
         },
         kernelMappings: [
