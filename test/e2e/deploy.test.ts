@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -20,6 +19,7 @@ import {
   type RenderedOverlays,
 } from '../manifests/render.ts';
 import { waitFor } from '../support/wait.ts';
+import { freePort } from '../support/ports.ts';
 
 /**
  * The shipped install on the real API server: the CRDs and the self-signed overlay apply (kubectl validates every
@@ -53,19 +53,6 @@ type KubeObject = Record<string, unknown> & {
   apiVersion: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
 };
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address !== null ? done(address.port) : fail(new Error('no port')),
-      );
-    });
-  });
-}
 
 /** A `kmm-preflight` subcommand run from this checkout as a separate process, as a user would start it. */
 class CliProcess {

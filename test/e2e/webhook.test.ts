@@ -1,7 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect } from 'node:tls';
@@ -10,6 +9,7 @@ import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { waitFor } from '../support/wait.ts';
+import { freePort } from '../support/ports.ts';
 
 /**
  * The webhook as users run it, against the real API server: `kmm-preflight certs` makes the certificates,
@@ -54,19 +54,6 @@ function runCli(args: readonly string[]): Promise<KubectlResult> {
     execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
       done({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr }),
     );
-  });
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address !== null ? done(address.port) : fail(new Error('no port')),
-      );
-    });
   });
 }
 

@@ -7,7 +7,6 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +16,7 @@ import { Agent, request } from 'undici';
 import type { RegistryTLS } from '../../src/image/source.ts';
 import { openssl, selfSignedCertificate } from './openssl.ts';
 import { startTokenServer, TOKEN_ISSUER, TOKEN_SERVICE, type TokenServer } from './token-server.ts';
+import { freePort } from './ports.ts';
 
 /**
  * A real Distribution registry for e2e suites, and skopeo to put images in it (an independent writer).
@@ -297,19 +297,6 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   const killTimer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(killTimer);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 export interface PushOptions {
