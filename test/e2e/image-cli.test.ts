@@ -8,6 +8,7 @@ import { buildLayer } from '../../src/image/oci-layout/tar-layer.ts';
 import { writeImage } from '../../src/image/oci-layout/writer.ts';
 import { runCli } from '../support/cli.ts';
 import { pushLayout, startRegistry, type TestRegistry } from '../support/registry.ts';
+import { imageCommandArgs } from '../image/stage/image-command-args.ts';
 
 const K = '5.14.0-284.25.1.el9_2.x86_64';
 const DIR = `opt/lib/modules/${K}`;
@@ -46,17 +47,7 @@ describe('e2e: kmm-preflight image', function () {
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
-  const args = (reference: string, ...extra: string[]): string[] => [
-    'image',
-    reference,
-    '--kernel',
-    K,
-    '--module',
-    'kmm_ci_a',
-    '-o',
-    'json',
-    ...extra,
-  ];
+  const args = (reference: string, ...extra: string[]): string[] => imageCommandArgs(reference, K, ...extra);
 
   it('honours REGISTRY_AUTH_FILE and --ca-file, and prints the verdict JSON', async () => {
     const run = await runCli(

@@ -8,6 +8,7 @@ import { buildReleaseFixture } from '../../../src/fixtures/release.ts';
 import { buildLayer } from '../../../src/image/oci-layout/tar-layer.ts';
 import { writeImage } from '../../../src/image/oci-layout/writer.ts';
 import { runCli } from '../../support/cli.ts';
+import { imageCommandArgs } from './image-command-args.ts';
 
 const K = '5.14.0-284.25.1.el9_2.x86_64';
 const DIR = `opt/lib/modules/${K}`;
@@ -20,17 +21,7 @@ describe('kmm-preflight image (OCI layout)', () => {
     tag: string,
     ...extra: string[]
   ): Promise<{ code: number; out: Record<string, unknown>; stderr: string }> => {
-    const run = await runCli([
-      'image',
-      `oci:${layout}:${tag}`,
-      '--kernel',
-      K,
-      '--module',
-      'kmm_ci_a',
-      '-o',
-      'json',
-      ...extra,
-    ]);
+    const run = await runCli(imageCommandArgs(`oci:${layout}:${tag}`, K, ...extra));
     return {
       code: run.code,
       out: JSON.parse(run.stdout || '{}') as Record<string, unknown>,
