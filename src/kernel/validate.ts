@@ -145,6 +145,8 @@ function checkKernelMappings(
   const containerSign = record(container.sign);
   const images = new ImageChecks(issues, name, namespace);
   if (containerImage !== undefined) images.withSampleKernel(`${CONTAINER}.containerImage`, containerImage);
+  // A substitution fails on its syntax, never on the values: the Module's files are checked once, not per mapping.
+  issues.push(...checkFilesToSign(containerSign, `${CONTAINER}.sign`));
 
   for (const [index, item] of list(container.kernelMappings).entries()) {
     const mapping = record(item);
@@ -216,17 +218,14 @@ function checkKernelMappings(
         }
       }
       const unsignedImage = text(mappingSign?.unsignedImage) ?? text(containerSign?.unsignedImage);
-      const signVariables = (): Variables => kernelVariables(sampleKernel(literal));
       if (unsignedImage !== undefined) {
         const unsignedPath =
           text(mappingSign?.unsignedImage) !== undefined ? `${path}.sign` : `${CONTAINER}.sign`;
-        images.check(`${unsignedPath}.unsignedImage`, unsignedImage, signVariables);
+        images.check(`${unsignedPath}.unsignedImage`, unsignedImage, () =>
+          kernelVariables(sampleKernel(literal)),
+        );
       }
-      // Both levels' files are signed (KMM appends the mapping's to the Module's), each after substitution.
-      issues.push(
-        ...checkFilesToSign(containerSign, `${CONTAINER}.sign`, signVariables),
-        ...checkFilesToSign(mappingSign, `${path}.sign`, signVariables),
-      );
+      issues.push(...checkFilesToSign(mappingSign, `${path}.sign`));
     }
     issues.push(...checkInTreeModules(mapping, path));
   }
@@ -293,16 +292,15 @@ class ImageChecks {
   }
 }
 
-/** Each sign.filesToSign entry must substitute with the kernel variables (the runner fails it otherwise). */
-function checkFilesToSign(
-  section: Fields | undefined,
-  path: string,
-  variables: () => Variables,
-): FieldIssue[] {
+/**
+ * Each sign.filesToSign entry must substitute (the runner fails it otherwise). KMM appends the mapping's files to
+ * the Module's and substitutes the kernel variables only; the sample kernel's serve, since only syntax can fail.
+ */
+function checkFilesToSign(section: Fields | undefined, path: string): FieldIssue[] {
   const issues: FieldIssue[] = [];
   for (const [index, file] of list(section?.filesToSign).entries()) {
     if (typeof file !== 'string' || !file.includes('$')) continue;
-    const substituted = substitute(file, variables());
+    const substituted = substitute(file, kernelVariables(sampleKernelVersion));
     if (!substituted.ok)
       issues.push({ path: `${path}.filesToSign[${index}]`, message: substituted.error.message });
   }
