@@ -44,7 +44,7 @@ export const REDACTED = '[REDACTED]';
 const MAX_DEPTH = 8;
 
 /** HTTP credentials written out in text: `Bearer <token>`, `Basic <base64>`, `https://user:password@host`. */
-export function scrubText(text: string): string {
+function scrubText(text: string): string {
   return text
     .replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, `$1 ${REDACTED}`)
     .replace(/(\/\/)[^\s/@"']+:[^\s/@"']+@/g, `$1${REDACTED}@`);

@@ -94,7 +94,7 @@ export interface StatusTransitions {
 }
 
 /** The reason of every entry when a run that validates once could not resolve the release. */
-export function kernelNotResolvedReason(message: string): string {
+function kernelNotResolvedReason(message: string): string {
   return `the target kernel could not be resolved: ${message}`;
 }
 
