@@ -58,7 +58,7 @@ function usageLine(command: Command): string {
 }
 
 /** Debug output for a failure no command expected: the stack trace, when asked for with this variable. */
-export const DEBUG_ENV = 'KMM_PREFLIGHT_DEBUG';
+const DEBUG_ENV = 'KMM_PREFLIGHT_DEBUG';
 
 /**
  * A failure no command expected is a bug or a fault of the machine, not of the input: one line saying so, and how
