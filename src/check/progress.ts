@@ -8,7 +8,7 @@ import type { CheckProgress } from './run.ts';
 type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 
 /** Terminals that report no width (0 or undefined, e.g. some CI pseudo-terminals) get this. */
-export const DEFAULT_COLUMNS = 80;
+const DEFAULT_COLUMNS = 80;
 
 /** The progress line for a terminal `columns` wide: done/total, then each Module in flight with its image. */
 export function renderProgressLine(progress: CheckProgress, columns: number | undefined): string {
