@@ -1,15 +1,16 @@
 import type { Module } from '../api/module.ts';
 import type { Platform } from '../image/source.ts';
 import { StageOutcomes, type StageOutcome } from './outcome.ts';
-import type {
-  BuildSignProgress,
-  BuildSignStage,
-  ImageCheck,
-  ImageStage,
-  ModuleForKernel,
-  ModuleResolution,
-  StageContext,
-  ValidationOwner,
+import {
+  firstBuildSignStage,
+  type BuildSignProgress,
+  type BuildSignStage,
+  type ImageCheck,
+  type ImageStage,
+  type ModuleForKernel,
+  type ModuleResolution,
+  type StageContext,
+  type ValidationOwner,
 } from './stages.ts';
 
 /**
@@ -79,8 +80,10 @@ export async function validateModule<D extends ModuleForKernel>(
   try {
     progress = await deps.buildSign.advance(ctx);
   } catch (err) {
-    const stage = ctx.data.build !== undefined && ctx.data.build !== null ? 'Build' : 'Sign';
-    return StageOutcomes.requeued(`${image.reason}; build/sign: ${errorMessage(err)}`, stage);
+    return StageOutcomes.requeued(
+      `${image.reason}; build/sign: ${errorMessage(err)}`,
+      firstBuildSignStage(ctx.data),
+    );
   }
   const stage = progress.stage;
   const reason = `${image.reason}; ${stage.toLowerCase()}: ${progress.reason}`;

@@ -98,15 +98,23 @@ export const BUILD_SIGN_UNAVAILABLE = 'build/sign validation is not available in
  * truthfully as not verified at that stage, never as verified and never as waiting.
  */
 export function unavailableBuildSignStage<D extends ModuleForKernel>(): BuildSignStage<D> {
-  const has = (section: unknown): boolean => section !== undefined && section !== null;
   return {
-    applies: (data) => has(data.build) || has(data.sign),
+    applies: (data) => hasSection(data.build) || hasSection(data.sign),
     advance: (ctx) =>
       Promise.resolve({
-        stage: has(ctx.data.build) ? 'Build' : 'Sign',
+        stage: firstBuildSignStage(ctx.data),
         state: 'failed',
         reason: BUILD_SIGN_UNAVAILABLE,
         definite: false,
       }),
   };
+}
+
+/** The stage a Module's build/sign sections begin with: Build when it has a build section, else Sign. */
+export function firstBuildSignStage(data: ModuleForKernel): 'Build' | 'Sign' {
+  return hasSection(data.build) ? 'Build' : 'Sign';
+}
+
+function hasSection(section: unknown): boolean {
+  return section !== undefined && section !== null;
 }
