@@ -23,6 +23,13 @@ export function normalizeArchitecture(architecture: string): string {
   return ARCH_ALIASES[lower] ?? lower;
 }
 
+/** `amd64`, `arm64/v8`: the architecture and variant, which key what is cached per platform of a linux image. */
+export function platformKey(platform: Platform): string {
+  return platform.variant === undefined
+    ? platform.architecture
+    : `${platform.architecture}/${platform.variant}`;
+}
+
 export type TargetPlatformResult =
   { readonly ok: true; readonly platform: Platform } | { readonly ok: false; readonly message: string };
 

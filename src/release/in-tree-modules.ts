@@ -3,6 +3,7 @@ import { KmodError } from '../image/kmod/errors.ts';
 import { parseModuleSymvers } from '../image/kmod/module-symvers.ts';
 import type { LayerLimits } from '../image/layers/limits.ts';
 import { findFiles } from '../image/layers/walk.ts';
+import { platformKey } from '../image/platform.ts';
 import { parseImageReference, referenceDigest } from '../image/reference.ts';
 import {
   ImageError,
@@ -76,7 +77,7 @@ export class InTreeModuleLists {
         false,
       );
     }
-    const platform = `${request.platform.architecture}${request.platform.variant ? `/${request.platform.variant}` : ''}`;
+    const platform = platformKey(request.platform);
     const pinned = referenceDigest(parsed.data);
     const early = pinned === undefined ? undefined : this.#cache.get(key(pinned, platform, request.kernel));
     if (early !== undefined) return early;

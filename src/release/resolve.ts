@@ -1,6 +1,7 @@
 import { findFiles } from '../image/layers/walk.ts';
 import type { LayerLimits } from '../image/layers/limits.ts';
 import { withMirrors, type MirrorRule } from '../image/mirrors.ts';
+import { platformKey } from '../image/platform.ts';
 import { parseImageReference, referenceDigest } from '../image/reference.ts';
 import {
   ImageError,
@@ -246,10 +247,4 @@ function pullHint(err: unknown): string {
   if (err.code === 'UNAUTHORIZED' || err.code === 'DENIED')
     return ' (the pull secret must grant access to it)';
   return '';
-}
-
-function platformKey(platform: Platform): string {
-  return platform.variant === undefined
-    ? platform.architecture
-    : `${platform.architecture}/${platform.variant}`;
 }
