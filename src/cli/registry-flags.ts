@@ -5,7 +5,8 @@ import { UsageError } from './io.ts';
 import type { RegistryCredentials } from '../image/registry/credentials.ts';
 import { CredentialsError, authFileLookup, loadAuthFiles } from '../image/registry/credentials.ts';
 import { parseTargetPlatform } from '../image/platform.ts';
-import type { Platform, RegistryTLS } from '../image/source.ts';
+import type { ImageSource, Platform, RegistryTLS } from '../image/source.ts';
+import { InTreeModuleLists } from '../release/in-tree-modules.ts';
 
 /**
  * The flags every command that reads images shares (`image`, `release`, `check`): target architecture, KMM's
@@ -92,4 +93,13 @@ export async function registryAccessFromFlags(
 /** commander's accumulator for repeatable flags. */
 export function collect(value: string, previous: readonly string[]): string[] {
   return [...previous, value];
+}
+
+/** The kernel's in-tree module lists, read from driver-toolkit images with the same registry access as the rest. */
+export function inTreeModuleLists(source: ImageSource, access: RegistryAccess): InTreeModuleLists {
+  return new InTreeModuleLists({
+    source,
+    credentials: () => Promise.resolve(access.credentials),
+    tls: access.tls,
+  });
 }

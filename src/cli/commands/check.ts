@@ -6,6 +6,7 @@ import { listClusterModules } from '../cluster-modules.ts';
 import {
   addRegistryFlags,
   collect,
+  inTreeModuleLists,
   registryAccessFromFlags,
   type RegistryFlagValues,
 } from '../registry-flags.ts';
@@ -27,7 +28,6 @@ import { parseKernelVersion } from '../../kernel/version.ts';
 import { createPreflightDeps } from '../../preflight/deps.ts';
 import type { KernelState } from '../../preflight/status.ts';
 import { ReleaseError } from '../../release/errors.ts';
-import { InTreeModuleLists } from '../../release/in-tree-modules.ts';
 import { resolveRelease } from '../../release/resolve.ts';
 
 interface CheckFlags extends RegistryFlagValues {
@@ -136,11 +136,7 @@ async function runCheckCommand(flags: CheckFlags, io: CliIo): Promise<number> {
     const kernel = await targetKernel(flags, { source, access });
     if (kernel.state === 'failed')
       io.stderr.write(`kmm-preflight: release not resolved: ${kernel.message}\n`);
-    const inTreeModules = new InTreeModuleLists({
-      source,
-      credentials: () => Promise.resolve(access.credentials),
-      tls: access.tls,
-    });
+    const inTreeModules = inTreeModuleLists(source, access);
     const preflight = createPreflightDeps({
       image: { source, cache: new ImageStageCache() },
       credentials: () => Promise.resolve(access.credentials),

@@ -2,13 +2,17 @@ import { Option, type Command } from 'commander';
 
 import type { CommandRegistration } from '../commands.ts';
 import { ExitCode, UsageError, type CliIo } from '../io.ts';
-import { addRegistryFlags, registryAccessFromFlags, type RegistryFlagValues } from '../registry-flags.ts';
+import {
+  addRegistryFlags,
+  inTreeModuleLists,
+  registryAccessFromFlags,
+  type RegistryFlagValues,
+} from '../registry-flags.ts';
 import { parseImageReference } from '../../image/reference.ts';
 import { createImageSource } from '../../image/sources.ts';
 import type { DependencyFindings, ImageVerdict } from '../../image/stage/types.ts';
 import { verifyModuleImage } from '../../image/stage/verify.ts';
 import { parseKernelVersion } from '../../kernel/version.ts';
-import { InTreeModuleLists } from '../../release/in-tree-modules.ts';
 
 interface ImageFlags extends RegistryFlagValues {
   readonly kernel: string;
@@ -77,11 +81,7 @@ async function runImage(reference: string, flags: ImageFlags, io: CliIo): Promis
   const inTreeModules =
     flags.driverToolkit === undefined
       ? undefined
-      : new InTreeModuleLists({
-          source,
-          credentials: () => Promise.resolve(access.credentials),
-          tls: access.tls,
-        }).source({
+      : inTreeModuleLists(source, access).source({
           driverToolkitImage: flags.driverToolkit,
           kernel: kernel.data.raw,
           platform: access.platform,
