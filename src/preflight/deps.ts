@@ -1,9 +1,9 @@
 import type { Module } from '../api/module.ts';
-import type { Platform } from '../image/source.ts';
 import type { InTreeModuleSource } from '../image/stage/types.ts';
 import { verifyModuleImage, type ImageStageDeps } from '../image/stage/verify.ts';
 import { RegexpCache } from '../kernel/regexp.ts';
 import { resolveModuleForKernel, type ModuleLoaderData } from '../kernel/resolve.ts';
+import type { InTreeModulesRequest } from '../release/in-tree-modules.ts';
 import type { PreflightDeps } from './engine.ts';
 import { unavailableBuildSignStage, type BuildSignStage, type ImageStage } from './stages.ts';
 
@@ -18,12 +18,7 @@ import { unavailableBuildSignStage, type BuildSignStage, type ImageStage } from 
 export type CredentialsLookup = (module: Module, data: ModuleLoaderData) => Promise<unknown>;
 
 /** The target kernel's in-tree module list in the release's driver-toolkit image (src/release/in-tree-modules.ts). */
-export type InTreeModulesLookup = (request: {
-  readonly driverToolkitImage: string;
-  readonly kernel: string;
-  readonly platform: Platform;
-  readonly signal?: AbortSignal;
-}) => InTreeModuleSource;
+export type InTreeModulesLookup = (request: InTreeModulesRequest) => InTreeModuleSource;
 
 export interface PreflightWiring {
   readonly image: ImageStageDeps;
