@@ -24,7 +24,13 @@ import {
   type ResolvedImage,
 } from '../source.ts';
 import { ImageStageCache, moduleFactsKey, type ModuleFacts } from './cache.ts';
-import type { ImageVerdict, ImageVerifyRequest, InTreeModules, ModuleFinding } from './types.ts';
+import type {
+  ImageVerdict,
+  ImageVerifyRequest,
+  InTreeModules,
+  InTreeModuleSource,
+  ModuleFinding,
+} from './types.ts';
 
 export interface ImageStageDeps {
   readonly source: ImageSource;
@@ -343,6 +349,7 @@ class ImageScan {
         `${path} is gzip-compressed: a kmod built without zlib cannot load .ko.gz (prefer .ko.xz or .ko.zst)`,
       );
     }
+    const inTreeSource = this.#request.inTreeModules;
     const report = await resolveDependencies(
       { name: wanted.name, path: this.#relative(inspected.path), depends: info.depends },
       modulesDep,
@@ -350,7 +357,7 @@ class ImageScan {
       {
         kernel: this.#request.kernel,
         kernelDirectory: `/${this.#kernelDir}/`,
-        ...(this.#request.inTreeModules === undefined ? {} : { inTreeModules: () => this.#loadInTree() }),
+        ...(inTreeSource === undefined ? {} : { inTreeModules: () => this.#loadInTree(inTreeSource) }),
       },
     );
     for (const missing of report.missing) problems.push(missing.reason);
@@ -499,11 +506,8 @@ class ImageScan {
     }
   }
 
-  #loadInTree(): Promise<InTreeModules> {
-    const source = this.#request.inTreeModules;
-    this.#inTreeModules ??= source
-      ? source.load()
-      : Promise.resolve({ known: false, why: 'no in-tree module list', transient: false });
+  #loadInTree(source: InTreeModuleSource): Promise<InTreeModules> {
+    this.#inTreeModules ??= source.load();
     return this.#inTreeModules;
   }
 
