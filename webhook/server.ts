@@ -7,15 +7,6 @@ import { CertificateWatcher, loadCertificate, type LoadedCertificate } from './s
 import { listenOn, type ListeningAddress } from '../src/platform/listen.ts';
 
 /**
- * Longer than the API server's idle-connection reuse (Go's transport closes idle connections after 90 s), so the
- * client, not the server, always closes an idle keep-alive connection: no request races a server-side close.
- */
-export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
-/** Headers arrive at once from the API server; a connection that trickles them is not the API server. */
-export const HEADERS_TIMEOUT_MS = 30_000;
-/** The API server gives up after at most 30 s (timeoutSeconds); no request needs longer. */
-export const REQUEST_TIMEOUT_MS = 60_000;
-/**
  * How often Node looks for connections past the header or request timeout. Its default, 30 s, lets a slow client
  * hold a connection for up to twice the header timeout; each check walks the open connections, cheap at our scale.
  */
@@ -29,9 +20,15 @@ export interface ServerTimeouts {
 }
 
 export const DEFAULT_TIMEOUTS: ServerTimeouts = {
-  keepAliveMs: KEEP_ALIVE_TIMEOUT_MS,
-  headersMs: HEADERS_TIMEOUT_MS,
-  requestMs: REQUEST_TIMEOUT_MS,
+  /**
+   * Longer than the API server's idle-connection reuse (Go's transport closes idle connections after 90 s), so the
+   * client, not the server, always closes an idle keep-alive connection: no request races a server-side close.
+   */
+  keepAliveMs: 120_000,
+  /** Headers arrive at once from the API server; a connection that trickles them is not the API server. */
+  headersMs: 30_000,
+  /** The API server gives up after at most 30 s (timeoutSeconds); no request needs longer. */
+  requestMs: 60_000,
 };
 
 const TLS_OPTIONS = { minVersion: 'TLSv1.2' } as const satisfies SecureContextOptions;
