@@ -88,6 +88,18 @@ describe('Dockerfile', () => {
     }
   });
 
+  it('deletes only type declarations and source maps from the dependency tree: node never reads them', () => {
+    const install = stages.find((stage) => argumentsOf(stage, 'RUN').some((run) => /\bnpm ci\b/.test(run)));
+    const finds = argumentsOf(install!, 'RUN')
+      .join(' && ')
+      .split('&&')
+      .filter((command) => /\bfind\b/.test(command));
+    expect(finds).to.have.length(1);
+    expect(finds[0]).to.match(/^\s*find node_modules -type f .* -delete\s*$/s);
+    const patterns = [...finds[0]!.matchAll(/-name '([^']+)'/g)].map((match) => match[1]);
+    expect(patterns).to.have.members(['*.d.ts', '*.d.mts', '*.d.cts', '*.map']);
+  });
+
   it('leaves npm and corepack out of the final stage: nothing runs them', () => {
     const removed = argumentsOf(runtime, 'RUN').join(' ');
     for (const path of [
