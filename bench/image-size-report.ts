@@ -1,0 +1,100 @@
+// Prints the size of an image stored in an OCI layout, layer by layer, and how much of it its base brings: the
+// report of bench/image-size.sh. The layout holds two tags: `image` (what the Dockerfile builds) and `base` (the
+// image it starts FROM). Compressed sizes are what a node pulls; uncompressed sizes are what it stores.
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
+
+interface Descriptor {
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+interface HistoryEntry {
+  created_by?: string;
+  empty_layer?: boolean;
+}
+interface ImageLayer {
+  digest: string;
+  compressed: number;
+  uncompressed: number;
+  createdBy: string;
+}
+
+const layoutDir = process.argv[2];
+if (layoutDir === undefined) {
+  console.error('usage: image-size-report.ts <oci-layout-dir>   (with the tags "image" and "base")');
+  process.exit(2);
+}
+
+function blobPath(digest: string): string {
+  const [algorithm, hex] = digest.split(':') as [string, string];
+  return join(layoutDir!, 'blobs', algorithm, hex);
+}
+
+async function readJson<T>(digest: string): Promise<T> {
+  return JSON.parse(await readFile(blobPath(digest), 'utf8')) as T;
+}
+
+async function uncompressedSize(digest: string): Promise<number> {
+  let bytes = 0;
+  const gunzip = createReadStream(blobPath(digest)).pipe(createGunzip());
+  for await (const chunk of gunzip) bytes += (chunk as Buffer).length;
+  return bytes;
+}
+
+async function readImage(tag: string): Promise<ImageLayer[]> {
+  const index = JSON.parse(await readFile(join(layoutDir!, 'index.json'), 'utf8')) as {
+    manifests: Descriptor[];
+  };
+  const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  if (entry === undefined) throw new Error(`${layoutDir}: no image tagged "${tag}" in index.json`);
+  const manifest = await readJson<{ config: Descriptor; layers: Descriptor[] }>(entry.digest);
+  const config = await readJson<{ history?: HistoryEntry[] }>(manifest.config.digest);
+  // History has an entry per Dockerfile instruction; only those without empty_layer made a layer, in order.
+  const layerHistory = (config.history ?? []).filter((h) => h.empty_layer !== true);
+  return Promise.all(
+    manifest.layers.map(async (layer, i) => ({
+      digest: layer.digest,
+      compressed: layer.size,
+      uncompressed: await uncompressedSize(layer.digest),
+      createdBy: (layerHistory[i]?.created_by ?? '?')
+        .replace(/^\/bin\/sh -c (#\(nop\) )?/, '')
+        .replace(/\s+/g, ' '),
+    })),
+  );
+}
+
+const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+const sum = (layers: ImageLayer[], key: 'compressed' | 'uncompressed'): number =>
+  layers.reduce((total, layer) => total + layer[key], 0);
+
+const image = await readImage('image');
+const baseDigests = new Set((await readImage('base')).map((layer) => layer.digest));
+const fromBase = image.filter((layer) => baseDigests.has(layer.digest));
+const added = image.filter((layer) => !baseDigests.has(layer.digest));
+
+console.log('compressed   uncompressed  origin  layer');
+for (const layer of image) {
+  const origin = baseDigests.has(layer.digest) ? 'base' : 'ours';
+  console.log(
+    `${megabytes(layer.compressed).padStart(10)}   ${megabytes(layer.uncompressed).padStart(12)}  ${origin}    ` +
+      layer.createdBy.slice(0, 90),
+  );
+}
+const total = { compressed: sum(image, 'compressed'), uncompressed: sum(image, 'uncompressed') };
+for (const [label, layers] of [
+  ['base (stand-in)', fromBase],
+  ['added by the Dockerfile', added],
+] as const) {
+  const compressed = sum(layers, 'compressed');
+  const uncompressed = sum(layers, 'uncompressed');
+  console.log(
+    `${label}: ${megabytes(compressed)} compressed (${((100 * compressed) / total.compressed).toFixed(0)}%), ` +
+      `${megabytes(uncompressed)} uncompressed (${((100 * uncompressed) / total.uncompressed).toFixed(0)}%)`,
+  );
+}
+console.log(
+  `image: ${megabytes(total.compressed)} compressed, ${megabytes(total.uncompressed)} uncompressed`,
+);
