@@ -132,7 +132,7 @@ export class InTreeModuleLists {
       );
     }
     try {
-      return { known: true, names: parseModuleSymvers(text.toString('utf8')).modules };
+      return { known: true, names: parseModuleSymvers(text.toString('utf8')) };
     } catch (err) {
       if (!(err instanceof KmodError)) throw err;
       return unknown(`/${path} in driver-toolkit image ${reference} is not usable: ${err.message}`, false);
