@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import { CodedError } from '../src/platform/errors.ts';
 
 /** A PEM certificate and its PEM (PKCS#1 RSA) private key. */
 export interface CertificateAndKey {
@@ -31,14 +32,7 @@ export type CertificateErrorCode =
   | 'ERR_CERT_BAD_CA';
 
 /** Input that cannot make a certificate; the message names the value and what is expected. */
-export class CertificateError extends Error {
-  readonly code: CertificateErrorCode;
-  constructor(code: CertificateErrorCode, message: string) {
-    super(message);
-    this.name = 'CertificateError';
-    this.code = code;
-  }
-}
+export class CertificateError extends CodedError<CertificateErrorCode> {}
 
 const RSA_BITS = 2048;
 // Certificates start a few minutes in the past so a client whose clock is slightly behind still accepts them.

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { CodedError } from '../src/platform/errors.ts';
 
 /**
  * admission.k8s.io AdmissionReview: the envelope the API server POSTs to a webhook and expects back. Only the
@@ -60,11 +61,9 @@ export interface AdmissionReviewResponse {
 }
 
 /** A body that is not an AdmissionReview request; answered 400 with this message. */
-export class MalformedAdmissionReviewError extends Error {
-  readonly code = 'ERR_MALFORMED_ADMISSION_REVIEW';
+export class MalformedAdmissionReviewError extends CodedError<'ERR_MALFORMED_ADMISSION_REVIEW'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'MalformedAdmissionReviewError';
+    super('ERR_MALFORMED_ADMISSION_REVIEW', message);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Module } from '../src/api/module.ts';
 import type { PreflightValidationOCP } from '../src/api/preflight.ts';
+import { CodedError } from '../src/platform/errors.ts';
 
 /**
  * What the admission rules read about the cluster: an in-memory view kept current by watches, so an admission never
@@ -13,11 +14,12 @@ export interface AdmissionCache {
 }
 
 /** The cache has not finished its first list; rules that need it cannot answer yet. */
-export class CacheNotSyncedError extends Error {
-  readonly code = 'ERR_CACHE_NOT_SYNCED';
+export class CacheNotSyncedError extends CodedError<'ERR_CACHE_NOT_SYNCED'> {
   constructor() {
-    super('the webhook has not yet loaded PreflightValidationOCP and Module objects from the API server');
-    this.name = 'CacheNotSyncedError';
+    super(
+      'ERR_CACHE_NOT_SYNCED',
+      'the webhook has not yet loaded PreflightValidationOCP and Module objects from the API server',
+    );
   }
 }
 

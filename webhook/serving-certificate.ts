@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { CodedError } from '../src/platform/errors.ts';
 
 /** A certificate and key read from disk and checked to belong together. */
 export interface LoadedCertificate {
@@ -19,14 +20,7 @@ export type CertificateLoadErrorCode =
   'ERR_CERT_READ' | 'ERR_CERT_PARSE' | 'ERR_KEY_PARSE' | 'ERR_KEY_MISMATCH';
 
 /** The certificate or key files cannot be used; the message names the file and the problem (never key bytes). */
-export class CertificateLoadError extends Error {
-  readonly code: CertificateLoadErrorCode;
-  constructor(code: CertificateLoadErrorCode, message: string) {
-    super(message);
-    this.name = 'CertificateLoadError';
-    this.code = code;
-  }
-}
+export class CertificateLoadError extends CodedError<CertificateLoadErrorCode> {}
 
 /** Reads and checks a PEM certificate (chain allowed) and its private key. */
 export async function loadCertificate(certFile: string, keyFile: string): Promise<LoadedCertificate> {

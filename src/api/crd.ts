@@ -10,6 +10,7 @@ import {
   PREFLIGHT_SINGULAR,
   PreflightValidationOCPSchema,
 } from './preflight.ts';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * Generates the CustomResourceDefinitions from the TypeBox schemas, so the CRD's OpenAPI schema, the TypeScript
@@ -63,12 +64,10 @@ const STRUCTURAL_KEYWORDS = new Set<string>([
 ]);
 
 /** Thrown when a schema uses a construct a Kubernetes structural schema cannot express. */
-export class UnsupportedSchemaError extends Error {
-  readonly code = 'UNSUPPORTED_SCHEMA';
+export class UnsupportedSchemaError extends CodedError<'UNSUPPORTED_SCHEMA'> {
   readonly path: string;
   constructor(path: string, message: string) {
-    super(`${path || '<root>'}: ${message}`);
-    this.name = 'UnsupportedSchemaError';
+    super('UNSUPPORTED_SCHEMA', `${path || '<root>'}: ${message}`);
     this.path = path;
   }
 }

@@ -1,3 +1,5 @@
+import { CodedError } from '../platform/errors.ts';
+
 /**
  * How build and sign Jobs are run: which images, how long they may take, how long they are kept. The runner fills
  * this from flags; `buildSignConfig` checks it once at start-up so a bad value is a usage error, not a broken Job.
@@ -33,12 +35,10 @@ export const DEFAULT_BUILD_SIGN_CONFIG: BuildSignConfig = {
   ttlSecondsAfterFinished: 86400,
 };
 
-export class BuildSignConfigError extends Error {
-  readonly code = 'INVALID_BUILD_SIGN_CONFIG';
+export class BuildSignConfigError extends CodedError<'INVALID_BUILD_SIGN_CONFIG'> {
   readonly field: keyof BuildSignConfig;
   constructor(field: keyof BuildSignConfig, message: string) {
-    super(`${field}: ${message}`);
-    this.name = 'BuildSignConfigError';
+    super('INVALID_BUILD_SIGN_CONFIG', `${field}: ${message}`);
     this.field = field;
   }
 }

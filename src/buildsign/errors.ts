@@ -1,3 +1,5 @@
+import { CodedError } from '../platform/errors.ts';
+
 /**
  * Why a build or sign could not be started: something must change before another attempt can do better, so no
  * Job is created and the module's entry says what to fix.
@@ -29,14 +31,11 @@ const FIXABLE_OUTSIDE_THE_SPEC: ReadonlySet<BuildSignErrorCode> = new Set([
   'JOB_NAME_TAKEN',
 ]);
 
-export class BuildSignError extends Error {
-  readonly code: BuildSignErrorCode;
+export class BuildSignError extends CodedError<BuildSignErrorCode> {
   /** True when only an edit of the Module or of the resource (or the runner's configuration) can change it. */
   readonly definite: boolean;
   constructor(code: BuildSignErrorCode, message: string) {
-    super(message);
-    this.name = 'BuildSignError';
-    this.code = code;
+    super(code, message);
     this.definite = !FIXABLE_OUTSIDE_THE_SPEC.has(code);
   }
 }
@@ -47,11 +46,4 @@ export class BuildSignError extends Error {
  */
 export type JobStoreErrorCode = 'ALREADY_EXISTS' | 'NOT_FOUND';
 
-export class JobStoreError extends Error {
-  readonly code: JobStoreErrorCode;
-  constructor(code: JobStoreErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'JobStoreError';
-    this.code = code;
-  }
-}
+export class JobStoreError extends CodedError<JobStoreErrorCode> {}

@@ -2,6 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { KMM_GROUP } from '../api/meta.ts';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * Reads Module manifests the way `kubectl apply -f` would take them: files or directories (recursively) of YAML
@@ -37,11 +38,9 @@ export interface LoadedManifests {
   readonly errors: readonly InputProblem[];
 }
 
-export class ManifestPathError extends Error {
-  readonly code = 'ERR_MANIFEST_PATH';
+export class ManifestPathError extends CodedError<'ERR_MANIFEST_PATH'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'ManifestPathError';
+    super('ERR_MANIFEST_PATH', message);
   }
 }
 

@@ -1,3 +1,5 @@
+import { CodedError } from '../platform/errors.ts';
+
 /** What a subcommand may touch of the outside world; passed in so tests can run commands in-process. */
 export interface CliIo {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -17,11 +19,9 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
  * A failure the user can fix by changing what they typed or gave us (a flag, a file, a reference). The CLI prints
  * its message and exits 2; anything else is a bug or an environment fault and is reported as such.
  */
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
+export class UsageError extends CodedError<'ERR_USAGE'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
+    super('ERR_USAGE', message);
   }
 }
 
@@ -29,10 +29,8 @@ export class UsageError extends Error {
  * A failure outside the user's input that keeps a command from answering, e.g. an API server that cannot be reached
  * or refuses a request. The CLI prints its message (what was asked, of whom, and why it failed) and exits 2.
  */
-export class CommandFailedError extends Error {
-  readonly code = 'ERR_COMMAND_FAILED';
+export class CommandFailedError extends CodedError<'ERR_COMMAND_FAILED'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'CommandFailedError';
+    super('ERR_COMMAND_FAILED', message);
   }
 }

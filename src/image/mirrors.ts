@@ -1,6 +1,7 @@
 import { parseImageReference } from './reference.ts';
 import type { Descriptor, ImageSource, PullOptions, ResolvedImage } from './source.ts';
 import { ImageError } from './source.ts';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * Mirror rules for disconnected clusters: images are referenced at their source (quay.io/...) but served from a
@@ -22,11 +23,9 @@ export interface MirrorRule {
   readonly neverContactSource?: boolean;
 }
 
-export class MirrorRuleError extends Error {
-  readonly code = 'INVALID_MIRROR_RULE';
+export class MirrorRuleError extends CodedError<'INVALID_MIRROR_RULE'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'MirrorRuleError';
+    super('INVALID_MIRROR_RULE', message);
   }
 }
 

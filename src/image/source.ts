@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * The contract between whoever reads images (the Image stage, release resolution, the offline check) and where the
@@ -86,13 +87,10 @@ export type ImageErrorCode =
  * A failure reading an image. `definite` says whether asking again could change the answer: a 404 or 403 is a
  * definite answer, an unreachable registry is not (the runner retries the latter and reports the former).
  */
-export class ImageError extends Error {
-  readonly code: ImageErrorCode;
+export class ImageError extends CodedError<ImageErrorCode> {
   readonly definite: boolean;
   constructor(code: ImageErrorCode, message: string, options?: { definite?: boolean; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ImageError';
-    this.code = code;
+    super(code, message, options);
     this.definite = options?.definite ?? !['UNREACHABLE', 'TIMEOUT'].includes(code);
   }
 }

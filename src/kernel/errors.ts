@@ -1,3 +1,5 @@
+import { CodedError } from '../platform/errors.ts';
+
 /**
  * Why a Module cannot be resolved for a kernel. Every one of these is a property of the inputs (the Module spec
  * or the kernel string), so asking again gives the same answer: `definite` is always true, and the runner reports
@@ -12,14 +14,8 @@ export type KernelErrorCode =
   | 'INVALID_IMAGE'
   | 'INVALID_SUBSTITUTION';
 
-export class KernelError extends Error {
-  readonly code: KernelErrorCode;
+export class KernelError extends CodedError<KernelErrorCode> {
   readonly definite = true;
-  constructor(code: KernelErrorCode, message: string) {
-    super(message);
-    this.name = 'KernelError';
-    this.code = code;
-  }
 }
 
 /** The outcome of an operation that fails with a KernelError instead of throwing. */

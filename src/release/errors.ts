@@ -1,4 +1,5 @@
 import { ImageError, imageErrorAnswer } from '../image/source.ts';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * Why a release image could not be turned into a kernel. Each code has a condition reason (CamelCase, for the
@@ -39,16 +40,13 @@ const conditionReasons: Readonly<Record<ReleaseErrorCode, string>> = {
   REGISTRY_UNAVAILABLE: 'RegistryUnavailable',
 };
 
-export class ReleaseError extends Error {
-  readonly code: ReleaseErrorCode;
+export class ReleaseError extends CodedError<ReleaseErrorCode> {
   /** True when the same request may succeed later (an unreachable or timing-out registry); false otherwise. */
   readonly retryable: boolean;
   /** The `KernelResolved` condition reason for this failure. */
   readonly reason: string;
   constructor(code: ReleaseErrorCode, message: string, options?: { retryable?: boolean; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ReleaseError';
-    this.code = code;
+    super(code, message, options);
     this.retryable = options?.retryable ?? code === 'REGISTRY_UNAVAILABLE';
     this.reason = conditionReasons[code];
   }

@@ -35,6 +35,7 @@ import {
   type ValidationBasis,
 } from './schedule.ts';
 import type { WorkQueue } from './work-queue.ts';
+import { CodedError } from '../platform/errors.ts';
 
 /**
  * Reconciles one PreflightValidationOCP: read it fresh, compute its status from the Modules in the cache and the
@@ -69,11 +70,12 @@ export interface RunnerJobs {
 }
 
 /** Some Jobs nothing wants could not be deleted; the reconcile fails so that it is retried with backoff. */
-export class JobCleanupError extends Error {
-  readonly code = 'JOB_CLEANUP_FAILED';
+export class JobCleanupError extends CodedError<'JOB_CLEANUP_FAILED'> {
   constructor(resource: string, failures: readonly string[]) {
-    super(`could not delete ${failures.length} Job(s) of ${resource} nothing needs: ${failures.join('; ')}`);
-    this.name = 'JobCleanupError';
+    super(
+      'JOB_CLEANUP_FAILED',
+      `could not delete ${failures.length} Job(s) of ${resource} nothing needs: ${failures.join('; ')}`,
+    );
   }
 }
 

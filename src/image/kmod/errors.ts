@@ -1,3 +1,5 @@
+import { CodedError } from '../../platform/errors.ts';
+
 /**
  * Why a file that sits where a kernel module should is not a module the kernel would load. Each code is a definite
  * property of the bytes: reading them again gives the same answer.
@@ -12,11 +14,4 @@ export type KmodErrorCode =
   | 'BAD_MODULES_DEP'
   | 'BAD_MODULE_SYMVERS';
 
-export class KmodError extends Error {
-  readonly code: KmodErrorCode;
-  constructor(code: KmodErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'KmodError';
-    this.code = code;
-  }
-}
+export class KmodError extends CodedError<KmodErrorCode> {}

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CodedError } from '../../platform/errors.ts';
 
 /**
  * Registry credentials from Docker config JSON, as kept in `~/.docker/config.json`, podman's auth.json, and
@@ -16,11 +17,9 @@ export interface RegistryAuth {
   readonly registryToken?: string;
 }
 
-export class CredentialsError extends Error {
-  readonly code = 'INVALID_CREDENTIALS';
+export class CredentialsError extends CodedError<'INVALID_CREDENTIALS'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'CredentialsError';
+    super('INVALID_CREDENTIALS', message);
   }
 }
 

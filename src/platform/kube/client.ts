@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
+import { CodedError } from '../errors.ts';
 
 /**
  * A small path-based client over client-node's KubeConfig (authentication, TLS, token-file rotation) and undici.
@@ -17,26 +18,22 @@ export const ContentType = {
 } as const;
 
 /** An answer of the API server other than 2xx, with the Status `reason` when it sent one. */
-export class KubeApiError extends Error {
-  readonly code = 'KUBE_API_ERROR';
+export class KubeApiError extends CodedError<'KUBE_API_ERROR'> {
   /** HTTP status; 0 when no answer came (connection refused, reset, timeout). */
   readonly status: number;
   /** metav1.Status reason, e.g. `Conflict`, `NotFound`, `Expired`. */
   readonly reason: string | undefined;
   constructor(status: number, message: string, reason?: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'KubeApiError';
+    super('KUBE_API_ERROR', message, options);
     this.status = status;
     this.reason = reason;
   }
 }
 
 /** A watch stream that stayed silent longer than its idle timeout. */
-export class WatchIdleError extends Error {
-  readonly code = 'WATCH_IDLE';
+export class WatchIdleError extends CodedError<'WATCH_IDLE'> {
   constructor(idleTimeoutMs: number) {
-    super(`watch stream silent for ${idleTimeoutMs} ms`);
-    this.name = 'WatchIdleError';
+    super('WATCH_IDLE', `watch stream silent for ${idleTimeoutMs} ms`);
   }
 }
 
