@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { CodedError } from '../src/platform/errors.ts';
+import { CodedError, errorMessage } from '../src/platform/errors.ts';
 
 /** A certificate and key read from disk and checked to belong together. */
 export interface LoadedCertificate {
@@ -68,10 +68,6 @@ async function readOrThrow(file: string, what: string): Promise<Buffer> {
       `cannot read the ${what} file ${file}: ${errorMessage(err)}`,
     );
   }
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export interface CertificateWatcherOptions {

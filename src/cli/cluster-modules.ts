@@ -4,6 +4,7 @@ import { KMM_API_VERSION } from '../api/meta.ts';
 import type { ManifestDocument } from '../check/manifests.ts';
 import { createKubeClient, KubeApiError, loadKubeConfig } from '../platform/kube/client.ts';
 import { CommandFailedError, UsageError } from './io.ts';
+import { errorMessage } from '../platform/errors.ts';
 
 interface ModuleList {
   readonly items?: Record<string, unknown>[];
@@ -106,5 +107,5 @@ function networkCause(err: Error): string {
 }
 
 function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+  return errorMessage(err).split('\n')[0] ?? '';
 }

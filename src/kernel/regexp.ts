@@ -1,4 +1,5 @@
 import { RE2JS } from 're2js';
+import { errorMessage } from '../platform/errors.ts';
 
 /**
  * Kernel-mapping regexps, evaluated the way KMM evaluates them: Go's RE2 syntax, unanchored (`regexp.MatchString`
@@ -67,7 +68,7 @@ function compileRe2(pattern: string): CompiledRegexp {
   try {
     return { ok: true, regexp: RE2JS.compile(pattern) };
   } catch (error) {
-    return { ok: false, message: error instanceof Error ? error.message : String(error) };
+    return { ok: false, message: errorMessage(error) };
   }
 }
 

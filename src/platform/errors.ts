@@ -10,3 +10,8 @@ export abstract class CodedError<Code extends string> extends Error {
     this.code = code;
   }
 }
+
+/** The message of anything thrown: an Error's message, or the thrown value as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

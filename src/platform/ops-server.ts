@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenOn, type ListeningAddress } from './listen.ts';
 import type { Registry } from 'prom-client';
+import { errorMessage } from './errors.ts';
 
 /** One named condition of liveness or readiness; `reason` says what is missing when it fails. */
 export interface HealthCheck {
@@ -40,7 +41,7 @@ export class OpsServer {
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-        res.end(`internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+        res.end(`internal error: ${errorMessage(err)}\n`);
       });
     });
     // Probes are short requests; do not let an idle scraper pin a socket for long.
@@ -125,6 +126,6 @@ async function runCheck(check: HealthCheck): Promise<HealthCheckResult> {
   try {
     return await check.check();
   } catch (err) {
-    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+    return { ok: false, reason: errorMessage(err) };
   }
 }

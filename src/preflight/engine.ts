@@ -12,6 +12,7 @@ import {
   type StageContext,
   type ValidationOwner,
 } from './stages.ts';
+import { errorMessage } from '../platform/errors.ts';
 
 /**
  * The staged validation of one Module against one kernel, as the seed orders it: Image first; when the image is
@@ -138,8 +139,4 @@ function imageOf(check: ImageCheck): { image: string; imageDigest?: string } {
   return check.digest === undefined
     ? { image: check.image }
     : { image: check.image, imageDigest: check.digest };
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -9,6 +9,7 @@ import {
 import { RegistryCredentials, type PullSecretLike } from '../image/registry/credentials.ts';
 import type { ModuleLoaderData } from '../kernel/resolve.ts';
 import { isNotFound, type KubeClient } from '../platform/kube/client.ts';
+import { errorMessage } from '../platform/errors.ts';
 
 /**
  * What the runner reads from the cluster besides the watched objects: pull secrets (the cluster's and each
@@ -75,7 +76,7 @@ export class ClusterCredentials {
             this.#logger.debug({ secret: key }, 'pull secret not found; pulling without it');
           } else {
             this.#logger.warn(
-              { secret: key, err: err instanceof Error ? err.message : String(err) },
+              { secret: key, err: errorMessage(err) },
               'could not read pull secret; pulling without it',
             );
             this.#secrets.delete(key);
@@ -112,10 +113,7 @@ export async function readClusterMirrorRules(client: KubeClient, logger: Logger)
         logger.warn({ api: api.path, problem }, 'mirror entry skipped');
     } catch (err) {
       if (!isNotFound(err)) {
-        logger.warn(
-          { api: api.path, err: err instanceof Error ? err.message : String(err) },
-          'mirrors not read',
-        );
+        logger.warn({ api: api.path, err: errorMessage(err) }, 'mirrors not read');
       }
     }
   }

@@ -10,6 +10,7 @@ import {
 import { ContentType, isNotFound, type KubeClient } from '../platform/kube/client.ts';
 import { resourcePath, type ResourceDescriptor } from '../platform/kube/informer.ts';
 import type { EventSink, PreflightResources } from './reconciler.ts';
+import { errorMessage } from '../platform/errors.ts';
 
 export const PREFLIGHT_RESOURCE: ResourceDescriptor = {
   group: KMM_GROUP,
@@ -90,10 +91,7 @@ export function kubeEventSink(
         count: 1,
       };
       client.request('POST', `/api/v1/namespaces/${namespace}/events`, { body }).catch((err: unknown) => {
-        logger.debug(
-          { reason, err: err instanceof Error ? err.message : String(err) },
-          'could not record event',
-        );
+        logger.debug({ reason, err: errorMessage(err) }, 'could not record event');
       });
     },
   };

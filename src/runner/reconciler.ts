@@ -35,7 +35,7 @@ import {
   type ValidationBasis,
 } from './schedule.ts';
 import type { WorkQueue } from './work-queue.ts';
-import { CodedError } from '../platform/errors.ts';
+import { CodedError, errorMessage } from '../platform/errors.ts';
 
 /**
  * Reconciles one PreflightValidationOCP: read it fresh, compute its status from the Modules in the cache and the
@@ -202,7 +202,7 @@ export class Reconciler {
           return (await this.#reconcile(name, true)).wrote;
         } catch (err) {
           this.#deps.logger.warn(
-            { resource: name, results: state.results.length, err: errorText(err) },
+            { resource: name, results: state.results.length, err: errorMessage(err) },
             'could not write the last results at shutdown',
           );
           return false;
@@ -446,7 +446,7 @@ export class Reconciler {
           state.deletedJobs.add(jobUid);
           logger.info({ resource: name, module, job: `${namespace}/${jobName}`, why }, 'deleted a Job');
         } catch (err) {
-          failures.push(`${namespace}/${jobName} (${why}): ${errorText(err)}`);
+          failures.push(`${namespace}/${jobName} (${why}): ${errorMessage(err)}`);
         }
       }),
     );
@@ -484,7 +484,7 @@ export class Reconciler {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(config.validationTimeoutMs)]),
         });
       } catch (err) {
-        outcome = StageOutcomes.requeued(`validation failed: ${errorText(err)}`, 'Image');
+        outcome = StageOutcomes.requeued(`validation failed: ${errorMessage(err)}`, 'Image');
       } finally {
         metrics.validationsInFlight.dec();
       }
@@ -590,8 +590,4 @@ function summarize(what: string, items: readonly string[]): string {
 
 function minDefined(a: number | undefined, b: number): number {
   return a === undefined ? b : Math.min(a, b);
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

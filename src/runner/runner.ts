@@ -39,6 +39,7 @@ import { TaskPool } from './pool.ts';
 import { Reconciler } from './reconciler.ts';
 import { shutDown } from './shutdown.ts';
 import { WorkQueue } from './work-queue.ts';
+import { errorMessage } from '../platform/errors.ts';
 
 /**
  * The runner process: informers on PreflightValidationOCP and Module, a work queue, reconcile workers, the ops
@@ -319,8 +320,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     )
       .then(
         (report) => logger.info({ exitCode, resourcesWritten: report.flushed }, 'runner stopped'),
-        (err: unknown) =>
-          logger.error({ exitCode, err: err instanceof Error ? err.message : String(err) }, 'runner stopped'),
+        (err: unknown) => logger.error({ exitCode, err: errorMessage(err) }, 'runner stopped'),
       )
       .finally(() => resolveDone(exitCode));
   };
@@ -343,7 +343,7 @@ async function worker(queue: WorkQueue, reconciler: Reconciler, logger: Logger, 
       logger.warn(
         {
           resource: name,
-          err: err instanceof Error ? err.message : String(err),
+          err: errorMessage(err),
           failures: queue.failures(name) + 1,
         },
         'reconcile failed; retrying with backoff',

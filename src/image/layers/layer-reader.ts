@@ -12,6 +12,7 @@ import {
 } from '../source.ts';
 import type { LayerLimits } from './limits.ts';
 import { baseNameOf, joinPath, normalizeImagePath, parentOf } from './paths.ts';
+import { errorMessage } from '../../platform/errors.ts';
 
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
 
@@ -259,7 +260,7 @@ function limitError(message: string): ImageError {
 
 function asImageError(err: unknown, layer: Descriptor): ImageError {
   if (err instanceof ImageError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ABORT_ERR')
     return new ImageError('TIMEOUT', `reading layer ${layer.digest} was aborted`, { cause: err });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
-import { CodedError } from '../errors.ts';
+import { CodedError, errorMessage } from '../errors.ts';
 
 /**
  * A small path-based client over client-node's KubeConfig (authentication, TLS, token-file rotation) and undici.
@@ -142,14 +142,9 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
         signal: AbortSignal.any([options.signal ?? AbortSignal.timeout(30_000), closed.signal]),
       });
     } catch (err) {
-      throw new KubeApiError(
-        0,
-        `${method} ${path}: ${err instanceof Error ? err.message : String(err)}`,
-        undefined,
-        {
-          cause: err,
-        },
-      );
+      throw new KubeApiError(0, `${method} ${path}: ${errorMessage(err)}`, undefined, {
+        cause: err,
+      });
     }
     const text = await response.text();
     if (!response.ok) throw apiError(method, path, response.status, text);

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
 import { KubeApiError, WatchIdleError, type KubeClient } from './client.ts';
+import { errorMessage } from '../errors.ts';
 
 /**
  * A list-watch cache that keeps itself right: it restarts on any error with backoff, relists on 410 Gone,
@@ -179,7 +180,7 @@ export class Informer<T extends KubeObject> {
       delay = backoffDelay(this.#options.backoff, this.#failures);
       this.#failures += 1;
       this.#options.logger.warn(
-        { resource: this.#name, err: errorText(err), retryInMs: delay, failures: this.#failures },
+        { resource: this.#name, err: errorMessage(err), retryInMs: delay, failures: this.#failures },
         'watch failed; restarting',
       );
     } else {
@@ -310,7 +311,10 @@ export class Informer<T extends KubeObject> {
       try {
         handler(event);
       } catch (err) {
-        this.#options.logger.error({ resource: this.#name, err: errorText(err) }, 'informer handler threw');
+        this.#options.logger.error(
+          { resource: this.#name, err: errorMessage(err) },
+          'informer handler threw',
+        );
       }
     }
   }
@@ -318,8 +322,4 @@ export class Informer<T extends KubeObject> {
 
 function isTimeout(err: unknown): boolean {
   return err instanceof WatchIdleError;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ContentType, isConflict, isNotFound, type KubeClient } from './client.ts';
+import { errorMessage } from '../errors.ts';
 
 /**
  * Leader election on a coordination.k8s.io/v1 Lease, as client-go does it: the holder renews every retry period;
@@ -207,7 +208,7 @@ export class LeaderElector {
       return true;
     } catch (err) {
       if (!isConflict(err)) {
-        this.#logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'Lease round failed');
+        this.#logger.warn({ err: errorMessage(err) }, 'Lease round failed');
       }
       return false;
     }
@@ -226,10 +227,7 @@ export class LeaderElector {
       });
       this.#logger.info({ identity: this.#config.identity }, 'released the Lease');
     } catch (err) {
-      this.#logger.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'could not release the Lease',
-      );
+      this.#logger.warn({ err: errorMessage(err) }, 'could not release the Lease');
     }
   }
 

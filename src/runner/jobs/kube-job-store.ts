@@ -5,6 +5,7 @@ import { JobStoreError } from '../../buildsign/errors.ts';
 import type { Job, Pod } from '../../buildsign/kube-types.ts';
 import type { BuildInputsReader, JobStore } from '../../buildsign/store.ts';
 import { ContentType, KubeApiError, isNotFound, type KubeClient } from '../../platform/kube/client.ts';
+import { errorMessage } from '../../platform/errors.ts';
 
 /**
  * The Build/Sign stages' view of the cluster over the runner's KubeClient (plain JSON in and out, so the Jobs
@@ -147,10 +148,7 @@ export class KubeJobStore implements JobStore, BuildInputsReader {
           'reading a failed build/sign pod log was refused: grant the runner get on pods/log',
         );
       } else {
-        this.#logger.debug(
-          { ...fields, err: err instanceof Error ? err.message : String(err) },
-          'pod log unavailable',
-        );
+        this.#logger.debug({ ...fields, err: errorMessage(err) }, 'pod log unavailable');
       }
       return undefined;
     }
