@@ -118,7 +118,7 @@ RUN ln -s /opt/yarn-v$yarn_version/bin/yarn /usr/local/bin/yarn \\
     && ln -s /opt/yarn-v$yarn_version/bin/yarnpkg /usr/local/bin/yarnpkg && yarn --version && rm -rf /tmp/*
 CMD ["node"]
 EOF
-bah bud --quiet --pull=never -f "$base_ctx/Containerfile.debian" -t localhost/debian:bookworm-slim "$base_ctx" > /dev/null
+bah bud --quiet --pull=never --layers -f "$base_ctx/Containerfile.debian" -t localhost/debian:bookworm-slim "$base_ctx" > /dev/null
 bah bud --quiet --pull=never --layers -f "$base_ctx/Containerfile.node" -t "$base_name" "$base_ctx" > /dev/null
 rm -rf "$base_ctx"
 
@@ -143,6 +143,11 @@ in_image() { bah run --user 1000:1000 "$container" -- "$@"; }
 in_image id
 in_image node /app/bin/kmm-preflight.js --help | head -1
 in_image node /app/bin/kmm-preflight.js certs --out /tmp/certs --dns webhook.kmm-preflight.svc
+# .ko.xz modules are read through a native addon, installed as a prebuilt package for the image's platform.
+in_image node --input-type=module -e "import { xz } from '@napi-rs/lzma';
+const text = 'vermagic=6.12.0';
+if ((await xz.decompress(await xz.compress(text))).toString() !== text) process.exit(1);
+console.log('xz (native @napi-rs/lzma): round trip ok');"
 # The offline engine end to end: the demo builds OCI layouts in /tmp and checks six Modules against them.
 in_image node /app/src/cli/demo.ts
 in_image sh -c 'for f in /usr/local/bin/npm /usr/local/bin/corepack /usr/local/bin/yarn; do test ! -e "$f"; done' \
