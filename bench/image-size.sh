@@ -53,7 +53,7 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%T)"; }
 # The Node.js version the project pins for development (the `node` devDependency) is the one the image should run.
 node_version="$("$node" -p "require('$repo/package-lock.json').packages['node_modules/node'].version")"
 # npm's latest 11.x and corepack's latest stand in for the versions bundled with that Node.js release.
-npm_version="$(npm view 'npm@11' version --json | "$node" -p 'JSON.parse(require("fs").readFileSync(0)).at(-1)')"
+npm_version="$(npm view 'npm@11' version --json | "$node" -p '[JSON.parse(require("fs").readFileSync(0))].flat().at(-1)')"
 corepack_version="$(npm view corepack version)"
 
 step "debian:bookworm-slim stand-in"
