@@ -15,11 +15,11 @@
 # (the offline check on six Modules) must work, since a missing file or dependency only shows at run time.
 #
 # Needs root, buildah, debuerreotype and wget (Debian packages), and about 5 GB of disk (buildah's vfs storage copies
-# each layer). Usage: bench/image-size.sh [WORK_DIR]: a WORK_DIR given is kept, and its Debian rootfs reused by the
-# next run; without one, a temporary directory is used and removed.
+# each layer). Usage: bench/image-size/build.sh [WORK_DIR]: a WORK_DIR given is kept, and its Debian rootfs reused by
+# the next run; without one, a temporary directory is used and removed.
 set -Eeuo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 if [ -n "${1:-}" ]; then
   mkdir -p "$1"
   work="$(cd "$1" && pwd)"
@@ -41,7 +41,8 @@ base_name="docker.io/library/node:24-bookworm-slim"
 image_name="localhost/kmm-preflight:size-check"
 
 for tool in buildah debuerreotype-init wget; do
-  command -v "$tool" > /dev/null || { echo "image-size: $tool is missing (apt-get install buildah debuerreotype wget)" >&2; exit 2; }
+  command -v "$tool" > /dev/null \
+    || { echo "image-size: $tool is missing (apt-get install buildah debuerreotype wget)" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "image-size: debootstrap needs root" >&2; exit 2; }
 
@@ -53,7 +54,8 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%T)"; }
 # The Node.js version the project pins for development (the `node` devDependency) is the one the image should run.
 node_version="$("$node" -p "require('$repo/package-lock.json').packages['node_modules/node'].version")"
 # npm's latest 11.x and corepack's latest stand in for the versions bundled with that Node.js release.
-npm_version="$(npm view 'npm@11' version --json | "$node" -p '[JSON.parse(require("fs").readFileSync(0))].flat().at(-1)')"
+npm_version="$(npm view 'npm@11' version --json \
+  | "$node" -p '[JSON.parse(require("fs").readFileSync(0))].flat().at(-1)')"
 corepack_version="$(npm view corepack version)"
 
 step "debian:bookworm-slim stand-in"
@@ -118,7 +120,8 @@ RUN ln -s /opt/yarn-v$yarn_version/bin/yarn /usr/local/bin/yarn \\
     && ln -s /opt/yarn-v$yarn_version/bin/yarnpkg /usr/local/bin/yarnpkg && yarn --version && rm -rf /tmp/*
 CMD ["node"]
 EOF
-bah bud --quiet --pull=never --layers -f "$base_ctx/Containerfile.debian" -t localhost/debian:bookworm-slim "$base_ctx" > /dev/null
+bah bud --quiet --pull=never --layers -f "$base_ctx/Containerfile.debian" -t localhost/debian:bookworm-slim \
+  "$base_ctx" > /dev/null
 bah bud --quiet --pull=never --layers -f "$base_ctx/Containerfile.node" -t "$base_name" "$base_ctx" > /dev/null
 rm -rf "$base_ctx"
 
@@ -158,5 +161,5 @@ in_image sh -c 'test -z "$(find /app/node_modules -name "*.d.ts" -o -name "*.map
 step "sizes"
 bah push --quiet --compression-format gzip "$image_name" "oci:$work/oci:image" > /dev/null
 bah push --quiet --compression-format gzip "$base_name" "oci:$work/oci:base" > /dev/null
-"$node" "$repo/bench/image-size-report.ts" "$work/oci"
+"$node" "$repo/bench/image-size/report.ts" "$work/oci"
 [ -z "$keep_work" ] || echo "work directory, kept: $work"

@@ -1,5 +1,5 @@
 // Prints the size of an image stored in an OCI layout, layer by layer, and how much of it its base brings: the
-// report of bench/image-size.sh. The layout holds two tags: `image` (what the Dockerfile builds) and `base` (the
+// report of bench/image-size/build.sh. The layout holds two tags: `image` (what the Dockerfile builds) and `base` (the
 // image it starts FROM). Compressed sizes are what a node pulls; uncompressed sizes are what it stores.
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -24,7 +24,7 @@ interface ImageLayer {
 
 const layoutDir = process.argv[2];
 if (layoutDir === undefined) {
-  console.error('usage: image-size-report.ts <oci-layout-dir>   (with the tags "image" and "base")');
+  console.error('usage: report.ts <oci-layout-dir>   (with the tags "image" and "base")');
   process.exit(2);
 }
 
