@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { parse } from 'yaml';
 
 import { buildReleaseFixture } from '../src/fixtures/release.ts';
 import { RegistryClient } from '../src/image/registry/client.ts';
@@ -25,6 +26,19 @@ const IMAGES = 50;
 const MODULE = 'kmm_bench';
 const TOTAL = NAMESPACES * MODULES_PER_NAMESPACE;
 const crdDir = resolve(import.meta.dirname, '../manifests/crds');
+
+/** NODE_OPTIONS of the runner container in the shipped Deployment ('' when it sets none). */
+async function deployedNodeOptions(): Promise<string> {
+  const deployment = parse(
+    await readFile(resolve(import.meta.dirname, '../manifests/base/runner-deployment.yaml'), 'utf8'),
+  ) as {
+    spec: {
+      template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } };
+    };
+  };
+  const runnerContainer = deployment.spec.template.spec.containers.find((c) => c.name === 'runner');
+  return runnerContainer?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+}
 
 const run = randomBytes(3).toString('hex');
 const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `rnb-${run}-${i}`);
@@ -77,20 +91,25 @@ try {
     await cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
   }
 
-  runner = startRunnerProcess([
-    '--kubeconfig',
-    cluster.kubeconfig,
-    '--namespaces',
-    namespaces.join(','),
-    '--resource-selector',
-    `kmm-preflight-bench=${run}`,
-    '--insecure-registry',
-    registry.host,
-    '--pull-secret',
-    '',
-    '--ops-address',
-    '127.0.0.1:0',
-  ]);
+  const nodeOptions = await deployedNodeOptions();
+  runner = startRunnerProcess(
+    [
+      '--kubeconfig',
+      cluster.kubeconfig,
+      '--namespaces',
+      namespaces.join(','),
+      '--resource-selector',
+      `kmm-preflight-bench=${run}`,
+      '--insecure-registry',
+      registry.host,
+      '--pull-secret',
+      '',
+      '--ops-address',
+      '127.0.0.1:0',
+    ],
+    // Node runs as the Deployment runs it: the same V8 flags.
+    { NODE_OPTIONS: nodeOptions },
+  );
   const ops = await runner.opsAddress();
   await waitFor('runner ready', async () => ((await fetch(`http://${ops}/readyz`)).ok ? true : undefined));
 
@@ -158,7 +177,7 @@ try {
     `status writes: ${writes} (+${conflicts} conflicts) = ${(writes / (TOTAL / 10)).toFixed(2)} per 10 modules (target <= 1)`,
     `registry requests: ${manifestRequests} manifest, ${blobRequests} blob; distinct manifests ${distinctManifests} ` +
       `(${(manifestRequests / distinctManifests).toFixed(2)}x)`,
-    `runner peak RSS: ${(peakRssKiB / 1024).toFixed(1)} MiB (target < 250)`,
+    `runner peak RSS: ${(peakRssKiB / 1024).toFixed(1)} MiB (target < 250; NODE_OPTIONS from the Deployment: ${nodeOptions || 'none'})`,
     `runner reconcile time: ${reconcileSeconds.toFixed(2)} s over ${reconciles} reconciles ` +
       `(${((reconcileSeconds * 1000) / wallMs).toFixed(3)} of wall time)`,
     `registry baseline (same 50 images, bare client, parallel): ${(registryMs / 1000).toFixed(2)} s; ` +
