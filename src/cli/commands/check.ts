@@ -2,7 +2,6 @@ import { Option, type Command } from 'commander';
 
 import type { CommandRegistration } from '../commands.ts';
 import { ExitCode, UsageError, type CliIo } from '../io.ts';
-import { listClusterModules } from '../cluster-modules.ts';
 import {
   addRegistryFlags,
   collect,
@@ -186,6 +185,8 @@ async function readModules(
   errors: readonly InputProblem[];
 }> {
   if (flags.kubeconfig !== undefined) {
+    // Loaded on use: reading a cluster's Modules brings the Kubernetes client, which checking files never needs.
+    const { listClusterModules } = await import('../cluster-modules.ts');
     return {
       documents: await listClusterModules(flags.kubeconfig, io.env, flags.namespace),
       notes: [],

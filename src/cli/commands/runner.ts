@@ -2,7 +2,6 @@ import { Option } from 'commander';
 import { DEFAULT_BUILD_SIGN_CONFIG } from '../../buildsign/config.ts';
 import { createLogger, LOG_LEVELS } from '../../platform/logger.ts';
 import { DEFAULT_PULL_SECRET, RunnerEnv, runnerConfig, type RunnerFlags } from '../../runner/config.ts';
-import { startRunner } from '../../runner/runner.ts';
 import { ExitCode, UsageError, type CliIo } from '../io.ts';
 import type { CommandRegistration } from '../commands.ts';
 
@@ -133,6 +132,9 @@ export const registerRunnerCommand: CommandRegistration = (program, io, setExitC
 
 async function runRunnerCommand(flags: RunnerFlags, io: CliIo): Promise<number> {
   const config = runnerConfig(flags, io.env);
+  // Loaded on use: the runner brings the Kubernetes client, ~90 MiB of RSS and a second of start-up that the
+  // offline commands (image, release, check, certs) must not pay.
+  const { startRunner } = await import('../../runner/runner.ts');
   const logger = createLogger({ level: config.logLevel, base: { component: 'runner' } });
   // Signals are taken from the start: a SIGTERM during start-up stops the runner as soon as it is up.
   let stop: (() => void) | undefined;

@@ -1,10 +1,7 @@
 import { Option } from 'commander';
 import { createLogger, LOG_LEVELS } from '../../platform/logger.ts';
-import { createKubeClient, loadKubeConfig } from '../../platform/kube/client.ts';
 import { FailureModes, type FailureMode } from '../../../webhook/admission-decider.ts';
-import { KubeAdmissionCache } from '../../../webhook/kube-cache.ts';
 import { ModulePolicies, type ModulePolicy } from '../../../webhook/module-rules.ts';
-import { startWebhook } from '../../../webhook/run.ts';
 import { CertificateLoadError } from '../../../webhook/serving-certificate.ts';
 import { ExitCode, UsageError, type CliIo } from '../io.ts';
 import type { CommandRegistration } from '../commands.ts';
@@ -66,6 +63,12 @@ export const registerWebhookCommand: CommandRegistration = (program, io, setExit
 };
 
 async function runWebhookCommand(flags: WebhookFlags, io: CliIo): Promise<number> {
+  // Loaded on use, as the runner is: the Kubernetes client and express are for this command only.
+  const [{ createKubeClient, loadKubeConfig }, { KubeAdmissionCache }, { startWebhook }] = await Promise.all([
+    import('../../platform/kube/client.ts'),
+    import('../../../webhook/kube-cache.ts'),
+    import('../../../webhook/run.ts'),
+  ]);
   const logger = createLogger({
     level: flags.logLevel,
     base: { component: 'webhook' },
