@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parse } from 'yaml';
 
 import { buildReleaseFixture } from '../src/fixtures/release.ts';
 import { RegistryClient } from '../src/image/registry/client.ts';
@@ -10,6 +9,7 @@ import { pushLayout, startRegistry } from '../test/support/registry.ts';
 import { privateCluster, startRunnerProcess } from '../test/runner/e2e-support.ts';
 import { pushModuleImage } from '../test/support/module-images.ts';
 import { waitFor } from '../test/support/wait.ts';
+import { runnerNodeOptions } from './support/deployment.ts';
 
 /**
  * Issue 5's benchmark: 1000 Modules in 10 namespaces over 50 images on the local registry, one
@@ -26,19 +26,6 @@ const IMAGES = 50;
 const MODULE = 'kmm_bench';
 const TOTAL = NAMESPACES * MODULES_PER_NAMESPACE;
 const crdDir = resolve(import.meta.dirname, '../manifests/crds');
-
-/** NODE_OPTIONS of the runner container in the shipped Deployment ('' when it sets none). */
-async function deployedNodeOptions(): Promise<string> {
-  const deployment = parse(
-    await readFile(resolve(import.meta.dirname, '../manifests/base/runner-deployment.yaml'), 'utf8'),
-  ) as {
-    spec: {
-      template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } };
-    };
-  };
-  const runnerContainer = deployment.spec.template.spec.containers.find((c) => c.name === 'runner');
-  return runnerContainer?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
-}
 
 const run = randomBytes(3).toString('hex');
 const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `rnb-${run}-${i}`);
@@ -91,7 +78,7 @@ try {
     await cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
   }
 
-  const nodeOptions = await deployedNodeOptions();
+  const nodeOptions = await runnerNodeOptions();
   runner = startRunnerProcess(
     [
       '--kubeconfig',
