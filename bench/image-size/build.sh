@@ -11,8 +11,9 @@
 # The figures for our own layers are exact; the base's figures are the stand-in's, so the total is an estimate of
 # what `docker build` gives with the real base.
 #
-# After the build the image is run (chroot isolation) as the user the Dockerfile sets: `--help`, `certs` and the demo
-# (the offline check on six Modules) must work, since a missing file or dependency only shows at run time.
+# After the build the image is run (chroot isolation) as the user the Dockerfile sets: `--help`, the runner's and the
+# webhook's start-up, `certs` and the demo (the offline check on six Modules) must work, since a missing file or
+# dependency only shows at run time.
 #
 # Needs root, buildah, debuerreotype and wget (Debian packages), and about 5 GB of disk (buildah's vfs storage copies
 # each layer). Usage: bench/image-size/build.sh [WORK_DIR]: a WORK_DIR given is kept, and its Debian rootfs reused by
@@ -145,6 +146,19 @@ container="$(bah from --pull=never "$image_name")"
 in_image() { bah run --user 1000:1000 "$container" -- "$@"; }
 in_image id
 in_image node /app/bin/kmm-preflight.js --help | head -1
+# The runner and the webhook load their implementation (the Kubernetes client, express) only when started. Each is
+# started with a kubeconfig that does not exist, which it reports (exit 2) only after all of it has loaded.
+start_without_cluster() {
+  local status=0 out
+  out="$(in_image node /app/bin/kmm-preflight.js "$@" --kubeconfig /nonexistent/kubeconfig 2>&1)" || status=$?
+  if [ "$status" != 2 ] || ! grep -q 'ENOENT.*/nonexistent/kubeconfig' <<< "$out"; then
+    echo "image-size: kmm-preflight $1 did not load in the image (exit $status): $out" >&2
+    exit 1
+  fi
+  echo "$1: loaded; stopped on the missing kubeconfig, as it should"
+}
+start_without_cluster runner
+start_without_cluster webhook --tls-cert-file /nonexistent/tls.crt --tls-key-file /nonexistent/tls.key
 in_image node /app/bin/kmm-preflight.js certs --out /tmp/certs --dns webhook.kmm-preflight.svc
 # .ko.xz modules are read through a native addon, installed as a prebuilt package for the image's platform.
 in_image node --input-type=module -e "import { xz } from '@napi-rs/lzma';
