@@ -1,16 +1,12 @@
 // Prints the size of an image stored in an OCI layout, layer by layer, and how much of it its base brings: the
 // report of bench/image-size/build.sh. The layout holds two tags: `image` (what the Dockerfile builds) and `base` (the
 // image it starts FROM). Compressed sizes are what a node pulls; uncompressed sizes are what it stores.
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
 import { createGunzip } from 'node:zlib';
 
-interface Descriptor {
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-}
+import { OciLayoutSource } from '../../src/image/oci-layout/source.ts';
+import type { Descriptor, ResolvedImage } from '../../src/image/source.ts';
+
 interface HistoryEntry {
   created_by?: string;
   empty_layer?: boolean;
@@ -27,38 +23,31 @@ if (layoutDir === undefined) {
   console.error('usage: report.ts <oci-layout-dir>   (with the tags "image" and "base")');
   process.exit(2);
 }
+// The project's own layout reader: it finds the tags in index.json and checks every blob's digest as it reads.
+const layout = new OciLayoutSource();
 
-function blobPath(digest: string): string {
-  const [algorithm, hex] = digest.split(':') as [string, string];
-  return join(layoutDir!, 'blobs', algorithm, hex);
-}
-
-async function readJson<T>(digest: string): Promise<T> {
-  return JSON.parse(await readFile(blobPath(digest), 'utf8')) as T;
-}
-
-async function uncompressedSize(digest: string): Promise<number> {
+async function uncompressedSize(image: ResolvedImage, layer: Descriptor): Promise<number> {
   let bytes = 0;
-  const gunzip = createReadStream(blobPath(digest)).pipe(createGunzip());
-  for await (const chunk of gunzip) bytes += (chunk as Buffer).length;
+  for await (const chunk of (await layout.openBlob(image, layer)).pipe(createGunzip())) {
+    bytes += (chunk as Buffer).length;
+  }
   return bytes;
 }
 
 async function readImage(tag: string): Promise<ImageLayer[]> {
-  const index = JSON.parse(await readFile(join(layoutDir!, 'index.json'), 'utf8')) as {
-    manifests: Descriptor[];
+  const image = await layout.resolve(`oci:${layoutDir}:${tag}`, {
+    platform: { os: 'linux', architecture: 'amd64' },
+  });
+  const config = JSON.parse(await text(await layout.openBlob(image, image.manifest.config))) as {
+    history?: HistoryEntry[];
   };
-  const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
-  if (entry === undefined) throw new Error(`${layoutDir}: no image tagged "${tag}" in index.json`);
-  const manifest = await readJson<{ config: Descriptor; layers: Descriptor[] }>(entry.digest);
-  const config = await readJson<{ history?: HistoryEntry[] }>(manifest.config.digest);
   // History has an entry per Dockerfile instruction; only those without empty_layer made a layer, in order.
   const layerHistory = (config.history ?? []).filter((h) => h.empty_layer !== true);
   return Promise.all(
-    manifest.layers.map(async (layer, i) => ({
+    image.manifest.layers.map(async (layer, i) => ({
       digest: layer.digest,
       compressed: layer.size,
-      uncompressed: await uncompressedSize(layer.digest),
+      uncompressed: await uncompressedSize(image, layer),
       createdBy: (layerHistory[i]?.created_by ?? '?')
         .replace(/^\/bin\/sh -c (#\(nop\) )?/, '')
         .replace(/\s+/g, ' '),
