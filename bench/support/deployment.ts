@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { parse } from 'yaml';
+import { join } from 'node:path';
+import { loadManifestFile, manifestsDir } from '../../test/manifests/render.ts';
 
 interface Container {
   readonly name: string;
@@ -12,10 +11,10 @@ interface Container {
  * Node as the cluster does: V8's heap flags move peak RSS by tens of MiB.
  */
 export async function runnerNodeOptions(): Promise<string> {
-  const file = resolve(import.meta.dirname, '../../manifests/base/runner-deployment.yaml');
-  const deployment = parse(await readFile(file, 'utf8')) as {
-    spec: { template: { spec: { containers: readonly Container[] } } };
-  };
-  const runner = deployment.spec.template.spec.containers.find((container) => container.name === 'runner');
+  const [deployment] = await loadManifestFile(join(manifestsDir, 'base/runner-deployment.yaml'));
+  const { containers } = (
+    deployment?.object as { spec: { template: { spec: { containers: readonly Container[] } } } }
+  ).spec.template.spec;
+  const runner = containers.find((container) => container.name === 'runner');
   return runner?.env?.find((variable) => variable.name === 'NODE_OPTIONS')?.value ?? '';
 }
