@@ -75,6 +75,10 @@ function reviewWrite(request: AdmissionRequest, context: ModuleRuleContext): Adm
   const warnings: string[] = [];
   /** Changes that break an active preflight: the full denial, and the short warning under policy warn. */
   const breaks: { readonly denial: string; readonly warning: string }[] = [];
+  // Only a Module that was valid before can regress; an old object that never was valid is not protected. Checked
+  // once, and only if a preflight's kernel finds the new object unusable.
+  let oldValid: boolean | undefined;
+  const wasValid = (previous: Module): boolean => (oldValid ??= validateModule(previous).length === 0);
   for (const preflight of context.activePreflights()) {
     if (preflight.kernel === undefined) {
       warnings.push(`PreflightValidationOCP ${preflight.name} is in progress: it will ${validateAgain}`);
@@ -88,9 +92,7 @@ function reviewWrite(request: AdmissionRequest, context: ModuleRuleContext): Adm
       continue;
     }
     const problem = `${now.problem} for ${preflight.kernel}`;
-    // Only a Module that was valid before can regress; an old object that never was valid is not protected.
-    const before =
-      old == null || validateModule(old).length > 0 ? undefined : usableFor(old, preflight.kernel);
+    const before = old != null && wasValid(old) ? usableFor(old, preflight.kernel) : undefined;
     if (before?.ok === true) {
       breaks.push({
         denial:
