@@ -33,9 +33,8 @@ export function reviewLabels(request: AdmissionRequest, verdict: ReviewOutcome):
       group === KMM_GROUP && (resource === MODULE_PLURAL || resource === PREFLIGHT_PLURAL)
         ? resource
         : 'other',
-    operation: (AdmissionOperations as readonly string[]).includes(request.operation)
-      ? request.operation
-      : 'other',
+    // parseAdmissionReview admits only AdmissionOperations; 'other' is for bodies that never became a review.
+    operation: request.operation,
     verdict,
   };
 }
