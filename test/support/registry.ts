@@ -387,7 +387,6 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
   const requests: FaultProxy['requests'] = [];
   const [targetHost, targetPort] = registry.host.split(':');
   const holds = new Set<ActiveHold>();
-  const everyHold: ActiveHold[] = [];
   const server = createHttpServer((req, res) => {
     const path = req.url ?? '/';
     requests.push({
@@ -459,7 +458,6 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
         released: Promise.withResolvers<void>(),
       };
       holds.add(active);
-      everyHold.push(active);
       return {
         reached: active.reached.promise,
         release: () => {
@@ -470,7 +468,8 @@ export async function startFaultProxy(registry: TestRegistry, faults: readonly F
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const hold of everyHold) hold.released.resolve();
+        // A released hold has left the set; those still in it are let go here.
+        for (const hold of holds) hold.released.resolve();
         holds.clear();
         server.closeAllConnections();
         server.close(() => resolve());
