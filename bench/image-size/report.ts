@@ -34,10 +34,11 @@ async function uncompressedSize(image: ResolvedImage, layer: Descriptor): Promis
   return bytes;
 }
 
+const resolveTag = (tag: string): Promise<ResolvedImage> =>
+  layout.resolve(`oci:${layoutDir}:${tag}`, { platform: { os: 'linux', architecture: 'amd64' } });
+
 async function readImage(tag: string): Promise<ImageLayer[]> {
-  const image = await layout.resolve(`oci:${layoutDir}:${tag}`, {
-    platform: { os: 'linux', architecture: 'amd64' },
-  });
+  const image = await resolveTag(tag);
   const config = JSON.parse(await text(await layout.openBlob(image, image.manifest.config))) as {
     history?: HistoryEntry[];
   };
@@ -60,7 +61,8 @@ const sum = (layers: ImageLayer[], key: 'compressed' | 'uncompressed'): number =
   layers.reduce((total, layer) => total + layer[key], 0);
 
 const image = await readImage('image');
-const baseDigests = new Set((await readImage('base')).map((layer) => layer.digest));
+// The base's layers are the image's first ones: its manifest says which, without reading them again.
+const baseDigests = new Set((await resolveTag('base')).manifest.layers.map((layer) => layer.digest));
 const fromBase = image.filter((layer) => baseDigests.has(layer.digest));
 const added = image.filter((layer) => !baseDigests.has(layer.digest));
 
