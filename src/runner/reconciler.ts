@@ -234,7 +234,9 @@ export class Reconciler {
     const resolved = kernel.state === 'resolved' ? kernel : undefined;
     const targetKernel = resolved?.targetKernel;
     this.#abortStale(state, identities, generation, targetKernel);
-    const active = !flushing && !this.#stopping;
+    // Read at each use: stopValidating() may come while this reconcile waits on the API server, and from then on
+    // nothing may start or be deleted.
+    const active = (): boolean => !flushing && !this.#stopping;
 
     let wrote = false;
     let requeueAfterMs = nextCheckInMs;
@@ -251,7 +253,7 @@ export class Reconciler {
       status = decision.status;
       // Validations start before the write: a large status takes the API server a while to store, and the
       // checks need not wait for it.
-      if (resolved !== undefined && active) {
+      if (resolved !== undefined && active()) {
         const nextDueMs = this.#startDue(name, resource, state, modules, status, generation, resolved);
         if (nextDueMs !== undefined) requeueAfterMs = minDefined(requeueAfterMs, nextDueMs - now());
       }
@@ -287,7 +289,7 @@ export class Reconciler {
         resource = fresh;
       }
     }
-    if (!active) return { wrote };
+    if (!active()) return { wrote };
     await this.#deleteUnwantedJobs(resource, state, identities, status);
     return requeueAfterMs === undefined ? { wrote } : { wrote, requeueAfterMs: Math.max(0, requeueAfterMs) };
   }
