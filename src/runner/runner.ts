@@ -319,7 +319,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       logger,
     )
       .then(
-        (report) => logger.info({ exitCode, resourcesWritten: report.flushed }, 'runner stopped'),
+        (report) =>
+          logger.info(
+            { exitCode, resourcesWritten: report.flushed, cutShortByTimeout: report.cutShort },
+            'runner stopped',
+          ),
         (err: unknown) => logger.error({ exitCode, err: errorMessage(err) }, 'runner stopped'),
       )
       .finally(() => resolveDone(exitCode));
