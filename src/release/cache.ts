@@ -1,3 +1,4 @@
+import { LruCache } from '../image/registry/lru.ts';
 import type { ReleaseError } from './errors.ts';
 import type { DriverToolkitRelease } from './driver-toolkit.ts';
 
@@ -21,15 +22,14 @@ export type CachedOutcome = { readonly facts: ReleaseFacts } | { readonly error:
  * in flight shared so concurrent requests for one key compute it once.
  */
 export class OutcomeCache<T> {
-  readonly #maxEntries: number;
-  readonly #entries = new Map<string, T>();
+  readonly #entries: LruCache<string, T>;
   readonly #inFlight = new Map<string, Promise<T>>();
 
   constructor(maxEntries = 64) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`${new.target.name} maxEntries must be a positive integer, not ${maxEntries}`);
     }
-    this.#maxEntries = maxEntries;
+    this.#entries = new LruCache(maxEntries);
   }
 
   get size(): number {
@@ -37,12 +37,7 @@ export class OutcomeCache<T> {
   }
 
   get(key: string): T | undefined {
-    const outcome = this.#entries.get(key);
-    if (outcome !== undefined) {
-      this.#entries.delete(key);
-      this.#entries.set(key, outcome);
-    }
-    return outcome;
+    return this.#entries.get(key);
   }
 
   /**
@@ -55,7 +50,7 @@ export class OutcomeCache<T> {
     const pending = this.#inFlight.get(key);
     if (pending !== undefined) return pending;
     const running = compute().then((outcome) => {
-      this.#set(key, outcome);
+      this.#entries.set(key, outcome);
       return outcome;
     });
     this.#inFlight.set(key, running);
@@ -63,16 +58,6 @@ export class OutcomeCache<T> {
       return await running;
     } finally {
       this.#inFlight.delete(key);
-    }
-  }
-
-  #set(key: string, outcome: T): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, outcome);
-    while (this.#entries.size > this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done === true) break;
-      this.#entries.delete(oldest.value);
     }
   }
 }
