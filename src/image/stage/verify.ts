@@ -31,6 +31,7 @@ import type {
   InTreeModuleSource,
   ModuleFinding,
 } from './types.ts';
+import { formatPlatform } from '../registry/manifest.ts';
 
 export interface ImageStageDeps {
   readonly source: ImageSource;
@@ -84,7 +85,7 @@ export async function verifyModuleImage(
   };
   const resolveKey = [
     request.reference,
-    platformText(platform),
+    formatPlatform(platform),
     JSON.stringify(request.tls ?? {}),
     cache.credentialKey(request.credentials),
   ].join('\n');
@@ -103,7 +104,7 @@ export async function verifyModuleImage(
     matcher.wanted.map((m) => m.canonicalName).join(','),
     request.modprobe.firmwarePath ?? '',
     request.requireSignature === true,
-    platformText(platform),
+    formatPlatform(platform),
     request.inTreeModules?.description ?? '',
   ].join('\n');
   return cache.verdict(verdictKey, async () => {
@@ -570,8 +571,8 @@ function registryFailure(
     UNAUTHORIZED: [denied, 'access denied'],
     DENIED: [denied, 'access denied'],
     NO_PLATFORM: [
-      `no image for ${platformText(platform)} in ${reference}`,
-      `no image for ${platformText(platform)}`,
+      `no image for ${formatPlatform(platform)} in ${reference}`,
+      `no image for ${formatPlatform(platform)}`,
     ],
     UNREACHABLE: [`registry unreachable for ${reference}`, ''],
     TIMEOUT: [`registry timed out for ${reference}`, ''],
@@ -608,10 +609,6 @@ function unreadVerdict(
     kernelDirectories: [],
     notes: [],
   };
-}
-
-function platformText(platform: Platform): string {
-  return `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
 }
 
 /** `opt`, `/opt/`, `./opt` → `/opt`; '' or `/` → `/`. */
