@@ -1,7 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { expect } from 'chai';
 import forge from 'node-forge';
 import {
@@ -127,5 +127,36 @@ describe('certs: CA and serving certificates with node-forge', function () {
     ]);
     expect(badDays.code).to.equal(2);
     expect(badDays.stderr).to.contain('--days');
+  });
+
+  it('kmm-preflight certs names the flag whose directory cannot be written, however the paths are spelled', async () => {
+    // A regular file where a directory should be: ENOTDIR below it, even for root.
+    await writeFile(join(dir, 'blocker'), '');
+    const relativeDir = (path: string): string => `./${relative(process.cwd(), path)}`;
+    const caBlocked = await runCli([
+      'certs',
+      '--out',
+      join(dir, 'out-ok'),
+      '--ca-dir',
+      relativeDir(join(dir, 'blocker', 'ca')),
+      '--dns',
+      'webhook.ns.svc',
+    ]);
+    expect(caBlocked.code).to.equal(2);
+    expect(caBlocked.stderr).to.match(
+      /^kmm-preflight: --ca-dir: cannot write .*blocker\/ca\/ca\.\w+ \(ENOTDIR\)/,
+    );
+    // --ca-dir is a prefix of --out's spelling, not its parent: the failure is --out's.
+    const outBlocked = await runCli([
+      'certs',
+      '--out',
+      join(dir, 'blocker', 'out'),
+      '--ca-dir',
+      join(dir, 'blo'),
+      '--dns',
+      'webhook.ns.svc',
+    ]);
+    expect(outBlocked.code).to.equal(2);
+    expect(outBlocked.stderr).to.match(/^kmm-preflight: --out: cannot write .*blocker\/out/);
   });
 });

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { CertificateError } from '../../../certs/certificates.ts';
 import { writeServingCertificates } from '../../../certs/files.ts';
 import { UsageError } from '../io.ts';
@@ -48,7 +49,7 @@ export const registerCertsCommand: CommandRegistration = (program, io, setExitCo
         const { code, path } = err as NodeJS.ErrnoException;
         if (code !== undefined && path !== undefined) {
           // A directory that cannot be created or written: say which flag named it.
-          const flag = flags.caDir !== undefined && path.startsWith(flags.caDir) ? '--ca-dir' : '--out';
+          const flag = flags.caDir !== undefined && isWithin(path, flags.caDir) ? '--ca-dir' : '--out';
           throw new UsageError(`${flag}: cannot write ${path} (${code}); give a directory you can write to`);
         }
         throw err;
@@ -77,4 +78,10 @@ function parseDays(value: string): number {
   if (!/^\d+$/.test(value) || days < 1)
     throw new UsageError(`--days: "${value}" is not a whole number of days`);
   return days;
+}
+
+/** Whether `path` is `dir` or below it, however each is spelled (`./ca` and `ca/ca.key`, not `ca-other`). */
+function isWithin(path: string, dir: string): boolean {
+  const fromDir = relative(dir, path);
+  return fromDir === '' || (!fromDir.startsWith('..') && !fromDir.startsWith('/'));
 }
